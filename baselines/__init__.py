@@ -1,0 +1,1 @@
+"""Baseline algorithms (GRPO, SDPO) registered on the shared RL core."""

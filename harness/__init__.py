@@ -1,0 +1,1 @@
+"""sgcd-bench harness: benchmarks as environments, inspect-ai tasks, scorers, model providers."""

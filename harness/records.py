@@ -1,0 +1,158 @@
+"""The records every benchmark shares: messages, tool calls, the Episode protocol and its Outcome.
+
+One conversation shape serves evaluation (inspect-ai) and training rollouts alike:
+
+    start = episode.reset()            # system prompt, tool schemas, opening messages, user spec
+    result = episode.step(call)        # one agent tool call -> one tool result (never raises)
+    outcome = episode.finish(messages, end_reason)   # scored only by the benchmark's own rules
+
+The agent loop owns the conversation (who speaks when, step caps, error counts); the episode
+owns the world state and the scoring. Neither knows about the other's model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, Literal, Protocol, runtime_checkable
+
+
+class EndReason(StrEnum):
+    """Why a conversation ended: one list for every benchmark.
+
+    user_stop / agent_stop are the only normal endings; on τ³ every other reason scores 0.
+    infra_error (a crashed server, a lost connection) is the only reason left out of metrics;
+    it is counted, never scored as the agent's failure.
+    """
+
+    USER_STOP = "user_stop"
+    AGENT_STOP = "agent_stop"
+    MAX_STEPS = "max_steps"
+    TOO_MANY_ERRORS = "too_many_errors"
+    CONTEXT_OVERFLOW = "context_overflow"
+    AGENT_ERROR = "agent_error"
+    INFRA_ERROR = "infra_error"
+
+
+NORMAL_ENDINGS = frozenset({EndReason.USER_STOP, EndReason.AGENT_STOP})
+
+
+@dataclass
+class ToolCall:
+    """One tool call as the agent emitted it.
+
+    `arguments` is the parsed JSON object; when the model's argument text was not a JSON
+    object, `arguments` is None and `raw_arguments` keeps the text so the call can be
+    answered with a tool error (and replayed as the no-op it was).
+    """
+
+    id: str
+    name: str
+    arguments: dict[str, Any] | None
+    raw_arguments: str | None = None
+
+
+@dataclass
+class ToolResult:
+    """The environment's answer to one ToolCall: text for the agent, and an error flag."""
+
+    call_id: str
+    name: str
+    content: str
+    error: bool = False
+
+
+Role = Literal["system", "assistant", "user", "tool"]
+
+
+@dataclass
+class Message:
+    """One conversation message in the OpenAI-like shape used by trajectories on disk."""
+
+    role: Role
+    content: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str | None = None
+    error: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            d["tool_calls"] = [
+                {"id": c.id, "name": c.name, "arguments": c.arguments if c.arguments is not None else c.raw_arguments}
+                for c in self.tool_calls
+            ]
+        if self.role == "tool":
+            d["tool_call_id"] = self.tool_call_id
+            d["error"] = self.error
+        return d
+
+
+@dataclass
+class UserSpec:
+    """What a simulated user needs: its system prompt and the tokens that end the conversation."""
+
+    system_prompt: str
+    stop_tokens: tuple[str, ...]
+
+
+@dataclass
+class EpisodeStart:
+    """What `Episode.reset` hands the agent loop.
+
+    tools: OpenAI function schemas ({"type": "function", "function": {...}}).
+    messages: opening messages already in the conversation (e.g. the agent's greeting).
+    user: the simulated user's spec, or None where the benchmark has no user turn.
+    """
+
+    system_prompt: str
+    tools: list[dict[str, Any]]
+    messages: list[Message]
+    user: UserSpec | None = None
+
+
+@dataclass
+class Outcome:
+    """The benchmark's verdict on one finished episode.
+
+    reward: in [0, 1]; success: reward == 1 (within 1e-6, as upstream τ² counts it).
+    components: named parts of the reward (τ³: db_match, communicate_ok as 0/1 floats).
+    feedback: a short text a trainer may show a teacher (training only; never shown to the
+    deployed policy). info: diagnostics that are not part of the reward.
+    """
+
+    reward: float
+    success: bool
+    end_reason: EndReason
+    components: dict[str, float] = field(default_factory=dict)
+    feedback: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["end_reason"] = str(self.end_reason)
+        return d
+
+
+def is_success(reward: float) -> bool:
+    """Upstream τ² counts a trial as a success when its reward is 1 up to 1e-6."""
+    return abs(reward - 1.0) <= 1e-6
+
+
+@runtime_checkable
+class Episode(Protocol):
+    """One task instance with its own world state. Every benchmark implements this."""
+
+    task_id: str
+
+    def reset(self) -> EpisodeStart:
+        """Start (or restart) the episode on a fresh world state."""
+        ...
+
+    def step(self, call: ToolCall) -> ToolResult:
+        """Run one tool call. A bad call becomes an error result; this never raises."""
+        ...
+
+    def finish(self, messages: list[Message], end_reason: EndReason) -> Outcome:
+        """Score the conversation by the benchmark's own rules."""
+        ...

@@ -1,0 +1,1 @@
+"""Paired statistics, tables, plots and markdown reports over tidy results."""
