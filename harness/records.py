@@ -37,6 +37,12 @@ class EndReason(StrEnum):
 NORMAL_ENDINGS = frozenset({EndReason.USER_STOP, EndReason.AGENT_STOP})
 
 
+class InfraError(RuntimeError):
+    """The environment's infrastructure failed (a crashed or timed-out server, a lost
+    connection): not the agent's fault. Raised by an Episode; the agent loop retries the
+    episode once, then records end_reason infra_error, which metrics leave out and count."""
+
+
 @dataclass
 class ToolCall:
     """One tool call as the agent emitted it.
