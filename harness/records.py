@@ -60,12 +60,17 @@ class ToolCall:
 
 @dataclass
 class ToolResult:
-    """The environment's answer to one ToolCall: text for the agent, and an error flag."""
+    """The environment's answer to one ToolCall: text for the agent, and an error flag.
+
+    ends_episode: the call completed the task by the benchmark's own signal (e.g. AppWorld's
+    `apis.supervisor.complete_task`); the agent loop then ends with agent_stop.
+    """
 
     call_id: str
     name: str
     content: str
     error: bool = False
+    ends_episode: bool = False
 
 
 Role = Literal["system", "assistant", "user", "tool"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 from hypothesis import settings
 
@@ -9,6 +12,7 @@ from harness.airline.domain import load_domain
 
 settings.register_profile("ci", deadline=None, max_examples=200, derandomize=True)
 settings.load_profile("ci")
+sys.path.insert(0, str(Path(__file__).parent))  # scripted_server
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +24,36 @@ def domain():
 @pytest.fixture()
 def state(domain):
     return domain.db.new_state()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, domain):
+    """A tiny random Llama whose tokenizer was trained on the airline policy and tool schemas."""
+    import json
+
+    import torch
+
+    from harness.tiny_model import build_tiny_model
+
+    torch.set_num_threads(2)
+    corpus = [domain.policy, domain.user_guidelines, json.dumps(domain.tool_schemas)] * 3
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", corpus)
+
+
+@pytest.fixture()
+def scripted_env(monkeypatch, domain):
+    """A scripted OpenAI-compatible server on 127.0.0.1, reachable as openai-api/scripted/..."""
+    from scripted_server import ScriptedServer
+
+    servers = []
+
+    def start(**kwargs):
+        srv = ScriptedServer(domain, **kwargs).__enter__()
+        servers.append(srv)
+        monkeypatch.setenv("SCRIPTED_BASE_URL", srv.base_url)
+        monkeypatch.setenv("SCRIPTED_API_KEY", "test-key")
+        return srv
+
+    yield start
+    for srv in servers:
+        srv.__exit__(None, None, None)

@@ -1,0 +1,80 @@
+"""The benchmark registry: name -> how to list a split's tasks and start an Episode for one.
+
+Every benchmark (τ³-airline, AppWorld, toy) plugs in here with the same small interface, so the
+inspect tasks, `sgcd-bench eval` and the trainers' rollouts share one path to the environments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from harness.records import Episode
+
+
+class Benchmark(Protocol):
+    name: str
+    has_user: bool
+
+    def split_ids(self, split: str) -> list[str]: ...
+
+    def episode(self, task_id: str) -> Episode: ...
+
+    def task_facts(self, task_id: str) -> dict[str, Any]:
+        """Per-task columns for the results table (scenario_id, null_success, …)."""
+        ...
+
+    def manifest(self) -> dict[str, Any]:
+        """Data version facts for the run manifest (hashes, which tool descriptions)."""
+        ...
+
+
+class Tau3Airline:
+    name = "tau3-airline"
+    has_user = True
+
+    def __init__(self, opening_line: str | None = None, data_dir: str | None = None):
+        from harness.airline.domain import OPENING_LINE, load_domain
+
+        self.domain = load_domain(data_dir)
+        self.opening_line = OPENING_LINE if opening_line is None else opening_line
+
+    def split_ids(self, split: str) -> list[str]:
+        return [t.id for t in self.domain.split(split)]
+
+    def episode(self, task_id: str) -> Episode:
+        from harness.airline.episode import AirlineEpisode
+
+        return AirlineEpisode(self.domain, self.domain.task(task_id), self.opening_line)
+
+    def task_facts(self, task_id: str) -> dict[str, Any]:
+        from harness.airline.evaluator import gold_state
+        from harness.floors import null_successes
+
+        task = self.domain.task(task_id)
+        return {
+            "scenario_id": "",
+            "null_success": null_successes(self.name, [task_id], self.domain.data_dir)[task_id],
+            "write_required": bool(gold_state(self.domain, task).state.touched()),
+        }
+
+    def manifest(self) -> dict[str, Any]:
+        return {"data_dir": str(self.domain.data_dir), "data_hashes": self.domain.file_hashes(),
+                "tool_descriptions": self.domain.tool_descriptions, "opening_line": self.opening_line}  # fmt: skip
+
+
+_REGISTRY: dict[str, Callable[..., Benchmark]] = {"tau3-airline": Tau3Airline}
+_CACHE: dict[tuple[str, tuple], Benchmark] = {}
+
+
+def register(name: str, factory: Callable[..., Benchmark]) -> None:
+    _REGISTRY[name] = factory
+
+
+def get_benchmark(name: str, **kwargs: Any) -> Benchmark:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    key = (name, tuple(sorted(kwargs.items())))
+    if key not in _CACHE:
+        _CACHE[key] = _REGISTRY[name](**kwargs)
+    return _CACHE[key]

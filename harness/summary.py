@@ -1,0 +1,71 @@
+"""The end-of-run summary of a tidy results table: pass@1 ± SE, pass^k, floor, end reasons.
+
+The fuller statistics (CIs, paired tests) live in `reports/`; this is what `sgcd-bench eval`
+prints and writes as summary.md, computed from the run's own rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from typing import Any
+
+from harness.metrics import pass_hat_k_mean
+
+
+def summarize(rows: list[dict[str, Any]], pass_k: list[int]) -> dict[str, Any]:
+    """pass@1 is the mean over tasks of each task's mean reward over seeds; its standard error
+    is clustered by task (the SD of task means over √n_tasks). Infra errors are left out and
+    counted."""
+    scored = [r for r in rows if not r["infra_error"]]
+    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in scored:
+        by_task[r["task_id"]].append(r)
+    task_means = [sum(r["reward"] for r in rs) / len(rs) for rs in by_task.values()]
+    n = len(task_means)
+    mean = sum(task_means) / n if n else float("nan")
+    se = math.sqrt(sum((m - mean) ** 2 for m in task_means) / (n - 1) / n) if n > 1 else float("nan")
+    out: dict[str, Any] = {
+        "n_tasks": n,
+        "n_rows": len(rows),
+        "pass@1": mean,
+        "pass@1_se": se,
+        "end_reasons": dict(Counter(r["end_reason"] for r in rows)),
+        "infra_errors": len(rows) - len(scored),
+    }
+    min_trials = min((len(rs) for rs in by_task.values()), default=0)
+    for k in pass_k:
+        if 1 <= k <= min_trials:
+            out[f"pass^{k}"] = pass_hat_k_mean({t: [r["success"] for r in rs] for t, rs in by_task.items()}, k)
+    floors = {t: rs[0].get("null_success") for t, rs in by_task.items()}
+    if floors and all(v is not None for v in floors.values()):
+        out["null_floor"] = sum(bool(v) for v in floors.values()) / len(floors)
+    wr = [m for (t, rs), m in zip(by_task.items(), task_means, strict=True) if rs[0].get("write_required")]
+    if wr:
+        out["write_required_tasks"] = len(wr)
+        out["write_required_pass@1"] = sum(wr) / len(wr)
+    return out
+
+
+def summary_markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
+    lines = [
+        f"# {manifest['benchmark']} / {manifest['split']}: {manifest.get('model_label') or manifest['model']}",
+        "",
+        f"- user model: {manifest.get('user_model_label') or manifest.get('user_model')}",
+        f"- seeds: {manifest['seeds']} at temperature {manifest['temperature']}; "
+        f"max {manifest['max_steps']} steps, {manifest['max_errors']} tool errors",
+        f"- tasks: {summary['n_tasks']} ({summary['n_rows']} episodes; {summary['infra_errors']} infrastructure errors left out)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| pass@1 (± SE clustered by task) | {summary['pass@1']:.3f} ± {summary['pass@1_se']:.3f} |",
+    ]
+    for key in sorted(k for k in summary if k.startswith("pass^")):
+        lines.append(f"| {key} | {summary[key]:.3f} |")
+    if "null_floor" in summary:
+        lines.append(f"| null-agent floor (same tasks) | {summary['null_floor']:.3f} |")
+    if "write_required_pass@1" in summary:
+        lines.append(f"| pass@1 on write-required tasks ({summary['write_required_tasks']}) | {summary['write_required_pass@1']:.3f} |")
+    lines += ["", "| how episodes ended | count |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in sorted(summary["end_reasons"].items())]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,198 @@
+"""inspect-ai tasks: each benchmark as a `@task` whose solver is the conversation loop.
+
+`inspect eval harness/tasks.py@tau3_airline --model M` and `sgcd-bench eval` run the same task.
+The agent is the model under test (`--model`); the simulated user is the model in role `user`
+(`--model-role user=...`, defaulting to the agent's model). Each epoch is one eval seed: epoch e
+sends seed = base_seed + e - 1 to agent and user, and the score records both.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inspect_ai import Epochs, Task, task
+from inspect_ai.dataset import MemoryDataset, Sample
+from inspect_ai.model import ChatMessageUser, get_model
+from inspect_ai.scorer import (
+    Metric,
+    SampleScore,
+    Score,
+    Scorer,
+    ScoreReducer,
+    Target,
+    mean,
+    metric,
+    score_reducer,
+    scorer,
+    stderr,
+)
+from inspect_ai.solver import Generate, Solver, TaskState, solver
+
+from harness.inspect_bridge import InspectAgent, InspectUser, Sampling, to_chat
+from harness.loop import LoopConfig, run_episode
+from harness.metrics import pass_hat_k
+
+OUTCOME_KEY = "sgcd_outcome"
+
+
+def epoch_seed(base_seed: int, epoch: int) -> int:
+    """The seed of epoch `epoch` (1-based, as inspect counts)."""
+    return base_seed + epoch - 1
+
+
+@score_reducer(name="pass_hat")
+def pass_hat(k: int) -> ScoreReducer:
+    """pass^k over a sample's epochs (success = reward 1), via harness.metrics.pass_hat_k."""
+
+    def reduce(scores: list[Score]) -> Score:
+        flags = [float(s.value) >= 1.0 - 1e-6 for s in scores]
+        meta = scores[0].metadata if scores else None
+        if len(flags) < k:  # inspect also reduces partial epochs for its live display
+            return Score(value=float("nan"), metadata=meta)
+        return Score(value=pass_hat_k(sum(flags), len(flags), k), metadata=meta)
+
+    return reduce
+
+
+@metric
+def null_floor() -> Metric:
+    """Mean success of the do-nothing agent over the evaluated tasks."""
+
+    def compute(scores: list[SampleScore]) -> float:
+        flags = [s.score.metadata.get("null_success") for s in scores if s.score.metadata]
+        flags = [f for f in flags if f is not None]
+        return sum(flags) / len(flags) if flags else float("nan")
+
+    return compute
+
+
+@metric
+def write_required_mean() -> Metric:
+    """Mean score over the tasks whose gold actions change the database."""
+
+    def compute(scores: list[SampleScore]) -> float:
+        vals = [float(s.score.value) for s in scores if (s.score.metadata or {}).get("write_required")]
+        return sum(vals) / len(vals) if vals else float("nan")
+
+    return compute
+
+
+@scorer(metrics=[mean(), stderr(cluster="task_id"), null_floor(), write_required_mean()])
+def outcome_scorer() -> Scorer:
+    """Reports the Outcome the benchmark's own evaluator gave at the end of the episode."""
+
+    async def score(state: TaskState, target: Target) -> Score:
+        out = state.store.get(OUTCOME_KEY)
+        if out is None:
+            raise RuntimeError("the conversation solver left no outcome in the store")
+        return Score(value=out["reward"], answer=out["end_reason"], explanation=out.get("feedback", ""), metadata=out)
+
+    return score
+
+
+@solver
+def conversation(
+    benchmark: str,
+    temperature: float = 0.0,
+    seed: int = 0,
+    max_steps: int = 200,
+    max_errors: int = 10,
+    max_tokens: int | None = None,
+    benchmark_args: dict[str, Any] | None = None,
+) -> Solver:
+    """Run the whole episode (agent, tools, user) with the shared loop and store its Outcome."""
+    from harness.benchmarks import get_benchmark
+
+    bench = get_benchmark(benchmark, **(benchmark_args or {}))
+    cfg = LoopConfig(max_steps=max_steps, max_errors=max_errors)
+
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        task_id = str(state.metadata["task_id"])
+        sampling = Sampling(seed=epoch_seed(seed, state.epoch), temperature=temperature, max_tokens=max_tokens)
+        agent_model = get_model()
+        agent = InspectAgent(agent_model, sampling)
+        user = InspectUser(get_model(role="user", default=agent_model), sampling) if bench.has_user else None
+        result = await run_episode(lambda: bench.episode(task_id), agent, user, cfg)
+        state.messages = to_chat(result.system_prompt, result.messages) or [ChatMessageUser(content="")]
+        out = result.outcome.to_dict()
+        out.update(
+            task_id=task_id,
+            epoch=state.epoch,
+            seed=sampling.seed,
+            temperature=temperature,
+            infra_error=out["end_reason"] == "infra_error",
+            turns=result.turns,
+            tool_calls=result.tool_calls,
+            tool_errors=result.tool_errors,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            seconds=round(result.seconds, 3),
+            attempts=result.attempts,
+            **bench.task_facts(task_id),
+        )
+        state.store.set(OUTCOME_KEY, out)
+        state.completed = True
+        return state
+
+    return solve
+
+
+def check_epochs(epochs: int, pass_k: list[int]) -> None:
+    bad = [k for k in pass_k if not 1 <= k <= epochs]
+    if bad:
+        raise ValueError(f"pass^k needs 1 <= k <= seeds; got k={bad} with {epochs} seed(s)")
+
+
+def benchmark_task(
+    benchmark: str,
+    split: str,
+    seeds: int,
+    temperature: float,
+    seed: int,
+    max_steps: int,
+    max_errors: int,
+    max_tokens: int | None,
+    limit: int | None,
+    pass_k: list[int] | None,
+    benchmark_args: dict[str, Any] | None = None,
+) -> Task:
+    from harness.benchmarks import get_benchmark
+
+    pass_k = sorted(set(pass_k or range(1, seeds + 1)))
+    check_epochs(seeds, pass_k)
+    bench = get_benchmark(benchmark, **(benchmark_args or {}))
+    ids = bench.split_ids(split)
+    if limit is not None:
+        ids = ids[:limit]
+    samples = [
+        Sample(id=tid, input=f"{benchmark} task {tid}", metadata={"task_id": tid, "benchmark": benchmark, "split": split})
+        for tid in ids
+    ]
+    return Task(
+        dataset=MemoryDataset(samples, name=f"{benchmark}-{split}"),
+        solver=conversation(benchmark, temperature, seed, max_steps, max_errors, max_tokens, benchmark_args),
+        scorer=outcome_scorer(),
+        epochs=Epochs(seeds, ["mean", *[pass_hat(k) for k in pass_k]]),
+        name=benchmark.replace("-", "_"),
+        metadata={"benchmark": benchmark, "split": split, "seeds": seeds, "base_seed": seed, "temperature": temperature,
+                  "max_steps": max_steps, "max_errors": max_errors, "max_tokens": max_tokens},  # fmt: skip
+    )
+
+
+@task
+def tau3_airline(
+    split: str = "test",
+    seeds: int = 1,
+    temperature: float = 0.0,
+    seed: int = 0,
+    max_steps: int = 200,
+    max_errors: int = 10,
+    max_tokens: int | None = None,
+    limit: int | None = None,
+    pass_k: list[int] | None = None,
+    opening_line: str | None = None,
+) -> Task:
+    """τ³-airline: the agent with the 14 tools and the policy; a simulated user; the official scorer."""
+    args = {"opening_line": opening_line} if opening_line is not None else None
+    return benchmark_task("tau3-airline", split, seeds, temperature, seed, max_steps, max_errors, max_tokens,
+                          limit, pass_k, args)  # fmt: skip

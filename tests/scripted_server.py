@@ -1,0 +1,137 @@
+"""A scripted OpenAI-compatible chat server on 127.0.0.1 that plays τ³-airline conversations.
+
+It answers both sides through the real harness (inspect's `openai-api` provider):
+- as the user (a request whose system prompt holds "<scenario>"), it names its task, then says
+  ###STOP### once the agent says "All done.";
+- as the agent, it plays the task's gold actions as tool calls, then says each communicate_info
+  string, then "All done." With `wrong=True` it skips the write actions.
+Every request's `seed` is recorded. Bounded: it serves only until the test stops it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class ScriptedServer:
+    def __init__(self, domain, wrong: bool = False, delay: float = 0.0):
+        self.domain = domain
+        self.wrong = wrong
+        self.delay = delay
+        self.tasks_started: list[str] = []
+        self.seeds: list[tuple[str, Any]] = []
+        self.requests = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_POST(self):  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    raw = gzip.decompress(raw)
+                try:
+                    body = json.loads(raw)
+                except json.JSONDecodeError:
+                    print("BAD", self.path, dict(self.headers), raw[:200])
+                    raise
+                reply = server.respond(body)
+                data = json.dumps(reply).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    # ------------------------------------------------------------------ the script
+
+    def respond(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.requests += 1
+        if self.delay:
+            time.sleep(self.delay)
+        msgs = body["messages"]
+        system = next((m["content"] for m in msgs if m["role"] == "system"), "") or ""
+        if isinstance(system, list):
+            system = "".join(p.get("text", "") for p in system)
+        if "<scenario>" in system:
+            self.seeds.append(("user", body.get("seed")))
+            return self._message(self._user_turn(system, msgs))
+        self.seeds.append(("agent", body.get("seed")))
+        return self._agent_turn(msgs)
+
+    def _task_for_scenario(self, system: str):
+        for task in self.domain.tasks.values():
+            if self.domain.user_system_prompt(task) == system:
+                return task
+        raise AssertionError("unknown scenario")
+
+    def _user_turn(self, system: str, msgs: list[dict]) -> str:
+        task = self._task_for_scenario(system)
+        said = [m for m in msgs if m["role"] == "user"]  # the agent's words, flipped
+        if said and _text(said[-1]) == "All done.":
+            return "Thanks! ###STOP###"
+        if len(msgs) <= 2:
+            self.tasks_started.append(task.id)
+            return f"I am calling about task {task.id}."
+        return "ok"
+
+    def _agent_turn(self, msgs: list[dict]) -> dict[str, Any]:
+        first_user = next(_text(m) for m in msgs if m["role"] == "user")
+        task = self.domain.task(re.search(r"task (\d+)", first_user).group(1))
+        actions = [a for a in task.actions if not (self.wrong and a.name in _WRITES)]
+        n_calls = sum(len(m.get("tool_calls") or []) for m in msgs if m["role"] == "assistant")
+        if n_calls < len(actions):
+            a = actions[n_calls]
+            call = {"id": f"call_{n_calls}", "type": "function",
+                    "function": {"name": a.name, "arguments": json.dumps(a.arguments)}}  # fmt: skip
+            return self._message(None, [call])
+        n_texts = sum(1 for m in msgs if m["role"] == "assistant" and _text(m) and not m.get("tool_calls")) - 1
+        infos = list(task.communicate_info)
+        return self._message(infos[n_texts] if n_texts < len(infos) else "All done.")
+
+    def _message(self, content: str | None, tool_calls: list | None = None) -> dict[str, Any]:
+        msg: dict[str, Any] = {"role": "assistant", "content": content}
+        if tool_calls:
+            msg["tool_calls"] = tool_calls
+        return {
+            "id": f"chatcmpl-{self.requests}",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "scripted",
+            "choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls" if tool_calls else "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        }
+
+
+_WRITES = {"book_reservation", "cancel_reservation", "update_reservation_flights", "update_reservation_baggages",
+           "update_reservation_passengers", "send_certificate"}  # fmt: skip
+
+
+def _text(m: dict) -> str:
+    c = m.get("content")
+    if isinstance(c, list):
+        return "".join(p.get("text", "") for p in c if isinstance(p, dict))
+    return c or ""
