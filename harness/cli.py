@@ -114,6 +114,31 @@ def eval_cmd(benchmark, split, model, user_model, seeds, base_seed, temperature,
     click.echo(f"results: {out_dir / 'results.parquet'} (and .csv); logs: inspect view --log-dir {out_dir / 'logs'}")
 
 
+@main.command("train")
+@click.option("--algo", default=None, help="grpo | sdpo | sgcd | sft (default: the config's, else grpo).")
+@click.option("--benchmark", default=None, help="toy | tau3-airline | appworld (default: the config's, else toy).")
+@click.option("--model", default=None, help="local/PATH or local/smollm2: the checkpoint to start from.")
+@click.option("--config", "config_path", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="TOML file overriding any TrainConfig key; [algo] holds the algorithm's keys.")
+@click.option("--updates", default=None, type=int, help="Budget: number of updates.")
+@click.option("--seed", default=None, type=int)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+def train_cmd(algo, benchmark, model, config_path, updates, seed, out_dir) -> None:
+    """Train a checkpoint; write runs/NAME/train/ (config, manifest, metrics, checkpoints). Re-running resumes."""
+    from sgcd.trainer import TrainConfig, Trainer
+
+    try:
+        cfg = TrainConfig.from_toml(config_path, algo=algo, benchmark=benchmark, model=model, updates=updates, seed=seed)
+        trainer = Trainer(cfg, out_dir)
+    except (ValueError, KeyError, FileNotFoundError, DataError) as e:
+        raise click.ClickException(str(e)) from e
+    if trainer.start_step:
+        console.print(f"resuming from step {trainer.start_step}")
+    rows = trainer.run()
+    last = trainer.latest_checkpoint()
+    console.print(f"{len(rows)} updates done; checkpoint: {last}; metrics: {trainer.dir / 'metrics.jsonl'}")
+
+
 @main.command("demo")
 @click.option("--data-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
 def demo_cmd(data_dir: Path | None) -> None:

@@ -1,0 +1,61 @@
+"""Supervised warm start on scripted solutions (`sgcd-bench train --algo sft`).
+
+A tiny random model never emits a well-formed tool call, so RL has nothing to reinforce. This
+algorithm fine-tunes on the benchmark's scripted agent turns with the same Policy rendering
+(chat template + tool-call syntax) the rollouts use, minimizing the negative log-likelihood of
+the assistant tokens only: loss = −Σ_t m_t log π(y_t) / Σ_t m_t.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from sgcd.algorithms import Algorithm, register
+from sgcd.tokens import TokenBatch, collate, segments_from_turns
+
+
+def scripted_turns(policy: Any, start: Any, messages: list) -> list[tuple[list[int], list[int]]]:
+    """(prompt, completion) token ids for each assistant message of a scripted conversation."""
+    from harness.toolcalls import to_template_messages
+
+    tok = policy.tokenizer
+    eos = policy.eos_ids[0] if "<|im_end|>" not in tok.get_vocab() else tok.convert_tokens_to_ids("<|im_end|>")
+    turns = []
+    for i, m in enumerate(messages):
+        if m.role != "assistant":
+            continue
+        prompt = policy.render(start.system_prompt, start.tools, messages[:i])
+        content = to_template_messages("", [], [m])[1]["content"]
+        turns.append((prompt, tok.encode(content, add_special_tokens=False) + [eos]))
+    return turns
+
+
+@register
+class SFT(Algorithm):
+    name = "sft"
+    data = "scripted"
+
+    @dataclass
+    class Config:
+        pass
+
+    def scripted_batch(self, bench: Any, task_ids: list[str], rng: random.Random, n: int) -> TokenBatch:
+        if not hasattr(bench, "scripted_messages"):
+            raise ValueError(f"benchmark {bench.name!r} has no scripted solutions for a supervised warm start")
+        segments = []
+        for traj in range(n):
+            task_id = rng.choice(task_ids)
+            start = bench.episode(task_id).reset()
+            msgs = list(start.messages) + bench.scripted_messages(task_id)
+            segments += segments_from_turns(scripted_turns(self.ctx.policy, start, msgs), traj)
+        pad = self.ctx.policy.tokenizer.pad_token_id or 0
+        return collate(segments, list(range(n)), [1.0] * n, [True] * n, pad)
+
+    def loss(self, batch, logp, old_logp, ref_logp, adv_tok, rows) -> tuple[torch.Tensor, dict[str, float]]:
+        mask = batch.loss_mask[rows]
+        nll = -(logp * mask).sum() / mask.sum().clamp(min=1)
+        return nll, {"nll": float(nll.detach())}

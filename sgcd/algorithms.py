@@ -1,0 +1,80 @@
+"""The algorithm registry and the base every algorithm refines (GRPO's token advantages and loss).
+
+An algorithm is found by name (`--algo grpo|sdpo|sgcd|sft`); the trainer loop calls only these
+hooks, so it knows no algorithm by name:
+  data           "rollouts" (sibling groups from the policy) or "scripted" (supervised turns)
+  prepare(batch) detached work before the update (e.g. a teacher pass); returns metrics
+  token_advantages(batch, adv) (T,) trajectory advantages -> (B, L) token advantages
+  loss(batch, logp, old_logp, ref_logp, adv_tok) -> (scalar loss, metrics)
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from sgcd.losses import PGConfig, clipped_pg_loss
+from sgcd.tokens import TokenBatch
+
+ALGORITHMS: dict[str, type[Algorithm]] = {}
+
+# Modules that register algorithms; imported on demand so nothing heavy loads at import time.
+ALGORITHM_MODULES = ("baselines.grpo", "baselines.sft", "baselines.sdpo", "sgcd.method")
+
+
+def register(cls: type[Algorithm]) -> type[Algorithm]:
+    ALGORITHMS[cls.name] = cls
+    return cls
+
+
+def get_algorithm(name: str) -> type[Algorithm]:
+    for mod in ALGORITHM_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+    if name not in ALGORITHMS:
+        raise KeyError(f"unknown algorithm {name!r}; known: {', '.join(sorted(ALGORITHMS))}")
+    return ALGORITHMS[name]
+
+
+@dataclass
+class AlgoContext:
+    """What an algorithm may use besides tensors: the policy, its settings and the run folder."""
+
+    policy: Any
+    run_dir: Any
+    pg: PGConfig
+    step: int = 0
+
+
+class Algorithm:
+    name: ClassVar[str] = "base"
+    data: ClassVar[str] = "rollouts"
+    Config: ClassVar[type] = dataclass(type("NoConfig", (), {}))
+
+    def __init__(self, cfg: Any, ctx: AlgoContext):
+        self.cfg, self.ctx = cfg, ctx
+
+    def prepare(self, batch: TokenBatch) -> dict[str, float]:
+        return {}
+
+    def token_advantages(self, batch: TokenBatch, traj_adv: torch.Tensor) -> torch.Tensor:
+        """Broadcast each trajectory's advantage to its rows' tokens: (T,) -> (B, L)."""
+        return traj_adv[batch.row_traj][:, None] * batch.loss_mask
+
+    def loss(
+        self,
+        batch: TokenBatch,
+        logp: torch.Tensor,
+        old_logp: torch.Tensor,
+        ref_logp: torch.Tensor | None,
+        adv_tok: torch.Tensor,
+        rows: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """GRPO's clipped loss on the rows `rows` (a micro-batch) of the batch."""
+        return clipped_pg_loss(logp, old_logp, adv_tok, batch.loss_mask[rows], self.ctx.pg, ref_logp)

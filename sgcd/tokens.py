@@ -1,0 +1,122 @@
+"""From conversations to tensors: policy-token segments and the padded `TokenBatch`.
+
+A trajectory is a list of agent turns, each (prompt_ids, completion_ids) exactly as the Policy
+saw and sampled them. Consecutive turns are merged into one segment when the next prompt
+extends the previous prompt + completion token for token (the usual case: the conversation
+only grows); otherwise a new segment starts. In a segment the loss mask is 1 exactly on the
+sampled completion tokens; prompt, tool-result, user and template tokens are 0.
+
+Shapes: B = rows (segments), L = longest row. Per-row scalars are (B,).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Segment:
+    """One row: token ids with a 0/1 policy mask, and which trajectory and turns it holds."""
+
+    ids: list[int]
+    mask: list[int]
+    traj: int  # index of the trajectory in the batch
+    turns: list[int] = field(default_factory=list)  # agent-turn indices in this row
+    turn_spans: list[tuple[int, int]] = field(default_factory=list)  # [start, end) of each turn's completion
+
+
+def segments_from_turns(turns: list[tuple[list[int], list[int]]], traj: int) -> list[Segment]:
+    """Merge a trajectory's (prompt, completion) turns into as few rows as token identity allows."""
+    rows: list[Segment] = []
+    for t, (prompt, completion) in enumerate(turns):
+        if not completion:
+            continue
+        cur = rows[-1] if rows else None
+        if cur is not None and len(prompt) >= len(cur.ids) and prompt[: len(cur.ids)] == cur.ids:
+            delta = prompt[len(cur.ids):]
+            cur.ids += delta
+            cur.mask += [0] * len(delta)
+        else:
+            cur = Segment(ids=list(prompt), mask=[0] * len(prompt), traj=traj)
+            rows.append(cur)
+        start = len(cur.ids)
+        cur.ids += completion
+        cur.mask += [1] * len(completion)
+        cur.turns.append(t)
+        cur.turn_spans.append((start, len(cur.ids)))
+    return rows
+
+
+@dataclass
+class TokenBatch:
+    """Padded rows of one update.
+
+    input_ids, attention_mask, loss_mask: (B, L). row_traj, group_ids: (B,) long.
+    rewards, success: (T,) per trajectory (T trajectories); row_traj indexes them.
+    meta: per-trajectory records (task id, messages, outcome) for algorithms that need text.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    loss_mask: torch.Tensor
+    row_traj: torch.Tensor
+    group_ids: torch.Tensor  # (T,) group of each trajectory
+    rewards: torch.Tensor  # (T,)
+    success: torch.Tensor  # (T,) bool
+    segments: list[Segment]
+    meta: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def num_policy_tokens(self) -> int:
+        return int(self.loss_mask.sum().item())
+
+
+def collate(
+    segments: list[Segment],
+    group_ids: list[int],
+    rewards: list[float],
+    success: list[bool],
+    pad_id: int,
+    meta: list[dict[str, Any]] | None = None,
+) -> TokenBatch:
+    """Right-pad segments into a TokenBatch."""
+    if not segments:
+        raise ValueError("no policy tokens to train on")
+    width = max(len(s.ids) for s in segments)
+    ids = torch.full((len(segments), width), pad_id, dtype=torch.long)
+    att = torch.zeros((len(segments), width), dtype=torch.long)
+    mask = torch.zeros((len(segments), width), dtype=torch.float32)
+    for i, s in enumerate(segments):
+        n = len(s.ids)
+        ids[i, :n] = torch.tensor(s.ids)
+        att[i, :n] = 1
+        mask[i, :n] = torch.tensor(s.mask, dtype=torch.float32)
+    return TokenBatch(
+        input_ids=ids,
+        attention_mask=att,
+        loss_mask=mask,
+        row_traj=torch.tensor([s.traj for s in segments], dtype=torch.long),
+        group_ids=torch.tensor(group_ids, dtype=torch.long),
+        rewards=torch.tensor(rewards, dtype=torch.float32),
+        success=torch.tensor(success, dtype=torch.bool),
+        segments=segments,
+        meta=meta or [],
+    )
+
+
+def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, with_entropy: bool = False):
+    """log π(x_t | x_<t) for every position t ≥ 1, placed at t (position 0 gets 0).
+
+    input_ids, attention_mask: (B, L) -> logprobs (B, L) [, entropy (B, L)].
+    """
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
+    logp_all = torch.log_softmax(logits, dim=-1)
+    lp = logp_all.gather(-1, input_ids[:, 1:, None])[..., 0]
+    lp = torch.nn.functional.pad(lp, (1, 0))
+    if not with_entropy:
+        return lp
+    ent = -(logp_all.exp() * logp_all).sum(-1)
+    return lp, torch.nn.functional.pad(ent, (1, 0))

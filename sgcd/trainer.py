@@ -1,0 +1,334 @@
+"""The trainer loop shared by every algorithm: rollout → batch → update → checkpoint, resumable.
+
+The budget of a run is `updates` × `groups_per_update` kept sibling groups of `group_size`
+(dynamic sampling tries up to `max_groups_sampled` groups per update). The loop calls only the
+algorithm's hooks (sgcd/algorithms.py), never an algorithm by name.
+
+runs/NAME/train/
+  config.toml  manifest.json  metrics.jsonl  tensorboard/ (if installed)
+  checkpoints/step-N/   Hugging Face folder + optimizer.pt + trainer_state.json, written atomically
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import shutil
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.loop import LoopConfig
+from sgcd.advantages import compute_advantages
+from sgcd.algorithms import AlgoContext, get_algorithm
+from sgcd.losses import PGConfig, aggregate
+from sgcd.rollout import Collected, Sampling, collect_groups
+from sgcd.tokens import TokenBatch, collate, segments_from_turns, token_logprobs
+
+
+@dataclass
+class TrainConfig:
+    """Every hyperparameter of a run. A TOML file overrides any key; `[algo]` holds the
+    algorithm's own keys. Budget = updates × groups_per_update groups of group_size siblings."""
+
+    algo: str = "grpo"
+    benchmark: str = "toy"
+    model: str = "local/smollm2"
+    split: str = "train"
+    seed: int = 0
+    # budget
+    updates: int = 20
+    groups_per_update: int = 4
+    group_size: int = 4
+    max_groups_sampled: int = 16
+    dynamic_sampling: bool = True
+    # rollouts
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+    max_steps: int = 12
+    max_errors: int = 3
+    user_model: str | None = None
+    # optimisation
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ppo_epochs: int = 1
+    micro_batch_rows: int = 4
+    advantage: str = "grpo"
+    clip_low: float = 0.2
+    clip_high: float = 0.28
+    loss_agg: str = "token-mean"
+    kl_coef: float = 0.0
+    # supervised warm start (algo = sft): scripted solutions per update
+    sft_examples_per_update: int = 16
+    # bookkeeping
+    checkpoint_every: int = 5
+    keep_checkpoints: int = 2
+    threads: int = 2
+    algo_config: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_toml(cls, path: Path | None, **overrides: Any) -> TrainConfig:
+        data: dict[str, Any] = {}
+        if path is not None:
+            data = tomllib.loads(Path(path).read_text())
+        algo_cfg = dict(data.pop("algo_config", {}) or {})
+        if isinstance(data.get("algo"), dict):  # an [algo] table
+            algo_cfg.update(data.pop("algo"))
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown training config key(s): {', '.join(sorted(unknown))}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        data["algo_config"] = algo_cfg
+        return cls(**data)
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        d = dataclasses.asdict(self)
+        algo_cfg = d.pop("algo_config")
+        d = {k: v for k, v in d.items() if v is not None}
+        return "# budget: updates x groups_per_update kept groups of group_size siblings\n" + tomli_w.dumps(
+            {**d, "algo_config": algo_cfg}
+        )
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, out_dir: Path):
+        from harness.benchmarks import get_benchmark
+        from harness.models import resolve_local_path
+        from harness.policy import Policy
+
+        self.cfg = cfg
+        self.dir = Path(out_dir) / "train"
+        self.ckpt_dir = self.dir / "checkpoints"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(cfg.threads)
+        self.bench = get_benchmark(cfg.benchmark)
+        self.task_ids = self.bench.split_ids(cfg.split)
+        self.algo_cls = get_algorithm(cfg.algo)
+        self._check_config()
+
+        resume = self.latest_checkpoint()
+        base = resolve_local_path(cfg.model[len("local/"):]) if cfg.model.startswith("local/") else Path(cfg.model)
+        self.policy = Policy.load(resume or base, threads=cfg.threads)
+        self.start_step = int(resume.name.split("-")[1]) if resume else 0
+        self.ref_model = None
+        if cfg.kl_coef > 0:
+            self.ref_model = Policy.load(base, threads=cfg.threads).model
+        self.user_policy = Policy.load(resolve_local_path(cfg.user_model[6:])) if cfg.user_model else None
+        self.opt = torch.optim.AdamW(self.policy.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if resume and (resume / "optimizer.pt").is_file():
+            self.opt.load_state_dict(torch.load(resume / "optimizer.pt", weights_only=True))
+        pg = PGConfig(cfg.clip_low, cfg.clip_high, cfg.loss_agg, cfg.kl_coef)
+        algo_cfg = self.algo_cls.Config(**cfg.algo_config)
+        self.algo = self.algo_cls(algo_cfg, AlgoContext(self.policy, self.dir, pg))
+        self._truncate_metrics(self.start_step)
+        self._write_manifest(resumed_from=str(resume) if resume else None)
+        self.tb = self._tensorboard()
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _check_config(self) -> None:
+        path = self.dir / "config.toml"
+        text = self.cfg.to_toml()
+        if path.exists() and path.read_text() != text:
+            raise ValueError(
+                f"{path} holds a different config; resume with the same config or use a new --out folder"
+            )
+        _atomic_write(path, text)
+
+    def _write_manifest(self, resumed_from: str | None) -> None:
+        from harness.eval_run import git_commit, package_versions
+
+        manifest = {
+            "kind": "train",
+            "algo": self.cfg.algo,
+            "benchmark": self.cfg.benchmark,
+            "model": self.cfg.model,
+            "seed": self.cfg.seed,
+            "budget": {"updates": self.cfg.updates, "groups_per_update": self.cfg.groups_per_update,
+                       "group_size": self.cfg.group_size, "max_groups_sampled": self.cfg.max_groups_sampled,
+                       "dynamic_sampling": self.cfg.dynamic_sampling},  # fmt: skip
+            "config": dataclasses.asdict(self.cfg),
+            "resumed_from": resumed_from,
+            "git_commit": git_commit(),
+            "packages": package_versions(),
+            "benchmark_manifest": self.bench.manifest(),
+        }
+        _atomic_write(self.dir / "manifest.json", json.dumps(manifest, indent=2, default=str))
+
+    def _tensorboard(self):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            return None
+        return SummaryWriter(str(self.dir / "tensorboard"))
+
+    def latest_checkpoint(self) -> Path | None:
+        steps = sorted(
+            (int(p.name.split("-")[1]), p)
+            for p in self.ckpt_dir.glob("step-*")
+            if p.is_dir() and p.name.split("-")[1].isdigit() and (p / "trainer_state.json").is_file()
+        )
+        return steps[-1][1] if steps else None
+
+    def _truncate_metrics(self, step: int) -> None:
+        path = self.dir / "metrics.jsonl"
+        if not path.exists():
+            return
+        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        _atomic_write(path, "".join(ln + "\n" for ln in keep))
+
+    def save_checkpoint(self, step: int) -> Path:
+        """Write step-N atomically: a crash leaves either the whole folder or none."""
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        final = self.ckpt_dir / f"step-{step}"
+        tmp = self.ckpt_dir / f".step-{step}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.policy.model.save_pretrained(tmp)
+        self.policy.tokenizer.save_pretrained(tmp)
+        torch.save(self.opt.state_dict(), tmp / "optimizer.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "algo": self.cfg.algo}))
+        (tmp / "SOURCE.txt").write_text(f"{self.cfg.algo} step {step} from {self.cfg.model}\n")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        old = sorted((int(p.name.split("-")[1]), p) for p in self.ckpt_dir.glob("step-*") if p.is_dir())
+        for _, p in old[: -self.cfg.keep_checkpoints]:
+            if p != final:
+                shutil.rmtree(p, ignore_errors=True)
+        return final
+
+    # ------------------------------------------------------------------ one update
+
+    def rollout_batch(self, step: int) -> tuple[TokenBatch | None, Collected]:
+        cfg = self.cfg
+        rng = random.Random(f"{cfg.seed}-{step}")
+        self.policy.model.eval()
+        collected = collect_groups(
+            self.bench, self.task_ids, self.policy, groups_per_update=cfg.groups_per_update,
+            group_size=cfg.group_size, max_groups_sampled=cfg.max_groups_sampled,
+            dynamic_sampling=cfg.dynamic_sampling,
+            sampling=Sampling(cfg.temperature, cfg.top_p, cfg.max_new_tokens),
+            loop=LoopConfig(max_steps=cfg.max_steps, max_errors=cfg.max_errors), rng=rng,
+            user_policy=self.user_policy,
+        )  # fmt: skip
+        segments, groups, rewards, success, meta = [], [], [], [], []
+        for g_idx, group in enumerate(collected.kept):
+            for res in group.results:
+                traj = len(rewards)
+                turns = [(t["prompt_ids"], t["completion_ids"]) for t in res.traces if t]
+                segments += segments_from_turns(turns, traj)
+                groups.append(g_idx)
+                rewards.append(res.outcome.reward)
+                success.append(res.outcome.success)
+                meta.append({"task_id": group.task_id, "result": res})
+        if not segments:
+            return None, collected
+        pad = self.policy.tokenizer.pad_token_id or 0
+        return collate(segments, groups, rewards, success, pad, meta), collected
+
+    def update(self, batch: TokenBatch) -> dict[str, float]:
+        cfg, model = self.cfg, self.policy.model
+        stats: dict[str, float] = dict(self.algo.prepare(batch))
+        rows_all = torch.arange(batch.input_ids.shape[0])
+        chunks = [rows_all[i : i + cfg.micro_batch_rows] for i in range(0, len(rows_all), cfg.micro_batch_rows)]
+        model.eval()
+        with torch.no_grad():
+            old = torch.cat([token_logprobs(model, batch.input_ids[c], batch.attention_mask[c]) for c in chunks])
+            ref = None
+            if self.ref_model is not None:
+                ref = torch.cat([token_logprobs(self.ref_model, batch.input_ids[c], batch.attention_mask[c]) for c in chunks])
+        traj_adv = compute_advantages(cfg.advantage, batch.rewards, batch.group_ids)
+        adv_tok = self.algo.token_advantages(batch, traj_adv).detach()
+        total_tokens = batch.loss_mask.sum().clamp(min=1)
+        total_rows = (batch.loss_mask.sum(-1) > 0).sum().clamp(min=1)
+        model.train()
+        acc: dict[str, list[float]] = {}
+        for _ in range(cfg.ppo_epochs):
+            self.opt.zero_grad(set_to_none=True)
+            for c in chunks:
+                logp, ent = token_logprobs(model, batch.input_ids[c], batch.attention_mask[c], with_entropy=True)
+                loss, st = self.algo.loss(batch, logp, old[c], None if ref is None else ref[c], adv_tok[c], c)
+                mask = batch.loss_mask[c]
+                # Micro-batches weighted so the sum equals the whole batch's aggregation.
+                if cfg.loss_agg == "token-mean":
+                    weight = mask.sum() / total_tokens
+                else:
+                    weight = (mask.sum(-1) > 0).sum() / total_rows
+                (loss * weight).backward()
+                st["loss"] = float(loss.detach())
+                st["entropy"] = float(aggregate(ent.detach(), mask, "token-mean"))
+                for k, v in st.items():
+                    acc.setdefault(k, []).append(v * float(weight))
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            self.opt.step()
+        self.policy.clear_cache()  # cached keys/values belong to the old weights
+        model.eval()
+        stats.update({k: sum(v) / cfg.ppo_epochs for k, v in acc.items()})
+        stats["grad_norm"] = float(grad_norm)
+        stats["policy_tokens"] = float(batch.num_policy_tokens)
+        return stats
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, progress: bool = True) -> list[dict[str, Any]]:
+        from rich.progress import Progress
+
+        cfg = self.cfg
+        rows = []
+        with Progress(disable=not progress, transient=False) as bar:
+            job = bar.add_task(f"{cfg.algo} on {cfg.benchmark}", total=cfg.updates, completed=self.start_step)
+            for step in range(self.start_step + 1, cfg.updates + 1):
+                t0 = time.perf_counter()
+                self.algo.ctx.step = step
+                if self.algo.data == "scripted":
+                    batch = self.algo.scripted_batch(self.bench, self.task_ids, random.Random(f"{cfg.seed}-{step}"),
+                                                     cfg.sft_examples_per_update)  # fmt: skip
+                    collected = None
+                else:
+                    batch, collected = self.rollout_batch(step)
+                row: dict[str, Any] = {"step": step}
+                if collected is not None:
+                    all_res = [r for g in collected.all_groups for r in g.results]
+                    row.update(
+                        groups_sampled=collected.sampled, groups_kept=len(collected.kept),
+                        groups_dropped_all_fail=collected.dropped_all_fail,
+                        groups_dropped_all_success=collected.dropped_all_success,
+                        groups_dropped_infra=collected.dropped_infra,
+                        reward_mean=sum(r.outcome.reward for r in all_res) / max(len(all_res), 1),
+                        success_rate=sum(r.outcome.success for r in all_res) / max(len(all_res), 1),
+                    )  # fmt: skip
+                if batch is not None:
+                    row.update(self.update(batch))
+                else:
+                    row["skipped"] = True  # no mixed group within the cap: nothing to learn from
+                row.setdefault("loss", None)
+                row.setdefault("kl", None)  # null: no reference model (kl_coef = 0)
+                row["seconds"] = round(time.perf_counter() - t0, 3)
+                with open(self.dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(row) + "\n")
+                if self.tb is not None:
+                    for k, v in row.items():
+                        if isinstance(v, int | float) and not isinstance(v, bool):
+                            self.tb.add_scalar(k, v, step)
+                if step % cfg.checkpoint_every == 0 or step == cfg.updates:
+                    self.save_checkpoint(step)
+                rows.append(row)
+                bar.update(job, advance=1, description=f"{cfg.algo} step {step}: success {row.get('success_rate', 0):.2f}")
+        return rows
