@@ -63,7 +63,13 @@ class Tau3Airline:
                 "tool_descriptions": self.domain.tool_descriptions, "opening_line": self.opening_line}  # fmt: skip
 
 
-_REGISTRY: dict[str, Callable[..., Benchmark]] = {"tau3-airline": Tau3Airline}
+def _toy(**kwargs: Any) -> Benchmark:
+    from harness.toy.benchmark import Toy
+
+    return Toy(**kwargs)
+
+
+_REGISTRY: dict[str, Callable[..., Benchmark]] = {"tau3-airline": Tau3Airline, "toy": _toy}
 _CACHE: dict[tuple[str, tuple], Benchmark] = {}
 
 

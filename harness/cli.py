@@ -151,5 +151,14 @@ def demo_cmd(data_dir: Path | None) -> None:
         raise click.ClickException(str(e)) from e
 
 
+def _register_reports() -> None:
+    from reports.cli import compare, report
+
+    main.add_command(compare)
+    main.add_command(report)
+
+
+_register_reports()
+
 if __name__ == "__main__":
     main()

@@ -62,6 +62,7 @@ def _from_chat(input: list[ChatMessage]) -> tuple[str, list[Message]]:
 
 
 def _schemas(tools: list[ToolInfo]) -> list[dict[str, Any]]:
+    """Back to OpenAI schemas; the Policy renders them through the same canonical form."""
     return [
         {"type": "function", "function": {"name": t.name, "description": t.description,
                                           "parameters": t.parameters.model_dump(exclude_none=True)}}  # fmt: skip

@@ -196,3 +196,22 @@ def tau3_airline(
     args = {"opening_line": opening_line} if opening_line is not None else None
     return benchmark_task("tau3-airline", split, seeds, temperature, seed, max_steps, max_errors, max_tokens,
                           limit, pass_k, args)  # fmt: skip
+
+
+@task
+def toy(
+    split: str = "test",
+    seeds: int = 1,
+    temperature: float = 0.0,
+    seed: int = 0,
+    max_steps: int = 12,
+    max_errors: int = 3,
+    max_tokens: int | None = 64,
+    limit: int | None = None,
+    pass_k: list[int] | None = None,
+    levels: str | None = None,
+) -> Task:
+    """The embedded toy benchmark: look values up with a tool, submit the answer; no user."""
+    args = {"levels": levels} if levels is not None else None
+    return benchmark_task("toy", split, seeds, temperature, seed, max_steps, max_errors, max_tokens, limit,
+                          pass_k, args)  # fmt: skip

@@ -12,12 +12,15 @@ from pathlib import Path
 
 from harness.policy import CHATML_TEMPLATE
 
-SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"]
+SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+# Tool-call tags are single tokens but NOT special: decoding skips special tokens, and these
+# tags must survive into the text the parser reads.
+TAGS = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"]
 
 
 def train_tokenizer(corpus: Iterable[str], vocab_size: int = 1024):
     """A byte-level BPE tokenizer trained on `corpus`, wrapped for transformers."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -27,6 +30,7 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int = 1024):
         vocab_size=vocab_size, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
     )
     tok.train_from_iterator(list(corpus), trainer=trainer)
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAGS])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None, unk_token=None
     )

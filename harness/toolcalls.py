@@ -14,6 +14,7 @@ error, not a crash.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from typing import Any
@@ -24,10 +25,29 @@ OPEN, CLOSE = "<tool_call>", "</tool_call>"
 _BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
 
 
+def canonical_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return _canonical_tools(json.dumps(tools, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=32)
+def _canonical_tools(key: str) -> list[dict[str, Any]]:
+    """Tool schemas as inspect-ai normalizes them (refs inlined, defaults filled), so a prompt
+    rendered in training is byte-identical to the one the `local/` provider renders in eval,
+    where the schemas have passed through inspect's ToolInfo. Idempotent."""
+    from harness.inspect_bridge import tool_infos
+
+    tools = json.loads(key)
+    return [
+        {"type": "function", "function": {"name": t.name, "description": t.description,
+                                          "parameters": t.parameters.model_dump(exclude_none=True)}}  # fmt: skip
+        for t in tool_infos(tools)
+    ]
+
+
 def tools_section(tools: list[dict[str, Any]]) -> str:
     if not tools:
         return ""
-    lines = [json.dumps(t.get("function", t), separators=(",", ":")) for t in tools]
+    lines = [json.dumps(t.get("function", t), separators=(",", ":")) for t in canonical_tools(tools)]
     return (
         "\n\n# Tools\n\nYou may call one or more functions. Their signatures, one per line:\n"
         + "\n".join(lines)

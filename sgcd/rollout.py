@@ -119,3 +119,17 @@ def collect_groups(bench: Any, task_ids: list[str], policy: Policy, *, groups_pe
         else:
             out.kept.append(group)
     return out
+
+
+def evaluate_policy(bench: Any, task_ids: list[str], policy: Policy, loop: LoopConfig, max_new_tokens: int = 64,
+                    temperature: float = 0.0, seed: int = 0) -> float:  # fmt: skip
+    """Success rate of the policy on the given tasks (greedy by default): a quick held-out check
+    for training curves and learning tests; full evaluations go through `sgcd-bench eval`."""
+    sampling = Sampling(temperature=temperature, max_new_tokens=max_new_tokens)
+    wins = 0
+    for i, task_id in enumerate(task_ids):
+        agent = PolicyAgent(policy, sampling, seed * 100_000 + i)
+        user = PolicyUser(policy, sampling, seed * 100_000 + i) if bench.has_user else None
+        res = asyncio.run(run_episode(lambda t=task_id: bench.episode(t), agent, user, loop))
+        wins += res.outcome.success
+    return wins / max(len(task_ids), 1)

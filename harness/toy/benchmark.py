@@ -1,0 +1,85 @@
+"""The toy benchmark (`Toy`) for the registry, and scripted solutions for the SFT warm start."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.records import EndReason, Message, ToolCall
+from harness.toy.episode import ToyEpisode
+from harness.toy.tasks import GENERATOR_VERSION, LEVELS, SPLITS, make_task, parse_task_id, split_ids
+
+
+def parse_levels(levels: str | int | tuple[int, ...] | list[int] | None) -> tuple[int, ...]:
+    """Levels from a tuple/list, an int or text like "1,2"; None means all levels."""
+    if levels is None:
+        return LEVELS
+    if isinstance(levels, int):
+        levels = (levels,)
+    elif isinstance(levels, str):
+        try:
+            levels = tuple(int(x) for x in levels.replace(" ", "").split(",") if x)
+        except ValueError:
+            raise ValueError(f"toy levels must look like '1,2'; got {levels!r}") from None
+    out = tuple(sorted(set(int(x) for x in levels)))
+    bad = [lv for lv in out if lv not in LEVELS]
+    if bad or not out:
+        raise ValueError(f"unknown toy level(s) {bad or levels!r}; known: {list(LEVELS)}")
+    return out
+
+
+class Toy:
+    """Implements `harness.benchmarks.Benchmark` for the toy tasks (no simulated user).
+
+    levels: restrict the splits to these difficulty levels (e.g. "1" for a first curriculum
+    stage); any valid task id still starts an episode.
+    """
+
+    name = "toy"
+    has_user = False
+
+    def __init__(self, levels: str | int | tuple[int, ...] | None = None):
+        self.levels = parse_levels(levels)
+
+    def split_ids(self, split: str) -> list[str]:
+        return split_ids(split, self.levels)
+
+    def episode(self, task_id: str) -> ToyEpisode:
+        return ToyEpisode(make_task(task_id))
+
+    def task_facts(self, task_id: str) -> dict[str, Any]:
+        ep = self.episode(task_id)
+        null = ep.finish(ep.reset().messages, EndReason.AGENT_STOP)  # the agent that only stops
+        return {"scenario_id": "", "level": parse_task_id(task_id)[0], "null_success": null.success}
+
+    def scripted_messages(self, task_id: str) -> list[Message]:
+        """The ideal conversation (for the supervised warm start)."""
+        return scripted_messages(task_id)
+
+    def manifest(self) -> dict[str, Any]:
+        return {
+            "generator_version": GENERATOR_VERSION,
+            "levels": list(self.levels),
+            "split_sizes": {s: len(self.split_ids(s)) for s in SPLITS},
+            "split_indices": {s: f"{r.start}..{r.stop - 1}" for s, r in SPLITS.items()},
+        }
+
+
+def scripted_messages(task_id: str) -> list[Message]:
+    """The ideal conversation as the loop records it: the opening user message, then one
+    assistant turn per tool call (each lookup, then submit) with its tool result after it.
+
+    Call ids follow the local provider's convention (turn t's first call is "call_t_0").
+    Rendered with `harness.toolcalls.to_template_messages`, this is one SFT example.
+    """
+    task = make_task(task_id)
+    ep = ToyEpisode(task)
+    msgs = list(ep.reset().messages)
+    calls = [("lookup", {"key": k}) for k in task.lookups] + [("submit", {"answer": task.answer})]
+    for turn, (name, args) in enumerate(calls, start=1):
+        call = ToolCall(f"call_{turn}_0", name, args)
+        result = ep.step(call)
+        msgs.append(Message(role="assistant", content=None, tool_calls=[call]))
+        msgs.append(
+            Message(role="tool", content=result.content, tool_call_id=call.id, error=result.error)
+        )
+    return msgs
