@@ -69,7 +69,13 @@ def _toy(**kwargs: Any) -> Benchmark:
     return Toy(**kwargs)
 
 
-_REGISTRY: dict[str, Callable[..., Benchmark]] = {"tau3-airline": Tau3Airline, "toy": _toy}
+def _appworld(**kwargs: Any) -> Benchmark:
+    from harness.appworld.benchmark import AppWorld
+
+    return AppWorld(**kwargs)
+
+
+_REGISTRY: dict[str, Callable[..., Benchmark]] = {"tau3-airline": Tau3Airline, "toy": _toy, "appworld": _appworld}
 _CACHE: dict[tuple[str, tuple], Benchmark] = {}
 
 

@@ -151,14 +151,16 @@ def demo_cmd(data_dir: Path | None) -> None:
         raise click.ClickException(str(e)) from e
 
 
-def _register_reports() -> None:
+def _register_commands() -> None:
+    from harness.appworld.cli import appworld
     from reports.cli import compare, report
 
     main.add_command(compare)
     main.add_command(report)
+    main.add_command(appworld)
 
 
-_register_reports()
+_register_commands()
 
 if __name__ == "__main__":
     main()

@@ -15,6 +15,7 @@ evaluation, the trained `Policy` in rollouts. The loop never scores; `Episode.fi
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class EpisodeResult:
     messages: list[Message]
     outcome: Outcome
     system_prompt: str = ""
+    tools: list[dict[str, Any]] = field(default_factory=list)
     turns: int = 0
     tool_calls: int = 0
     tool_errors: int = 0
@@ -71,6 +73,7 @@ class EpisodeResult:
     seconds: float = 0.0
     attempts: int = 1
     traces: list[Any] = field(default_factory=list)  # one per agent turn, in order
+    turn_message_index: list[int] = field(default_factory=list)  # messages[i] of each agent turn
 
 
 def flip_for_user(messages: list[Message]) -> list[Message]:
@@ -90,10 +93,19 @@ class _End(Exception):
         self.reason, self.detail = reason, detail
 
 
+async def _call(episode: Episode, method: str, *args: Any) -> Any:
+    """Episodes that block on I/O (AppWorld's HTTP servers) run in a worker thread, so one
+    episode waiting on its server never stalls the others sharing the event loop."""
+    fn = getattr(episode, method)
+    if getattr(episode, "blocking", False):
+        return await asyncio.to_thread(fn, *args)
+    return fn(*args)
+
+
 async def _run_once(episode: Episode, agent: AgentModel, user: UserModel | None, cfg: LoopConfig) -> EpisodeResult:
-    start = episode.reset()
+    start = await _call(episode, "reset")
     msgs = list(start.messages)
-    res = EpisodeResult(messages=msgs, outcome=None, system_prompt=start.system_prompt)  # type: ignore[arg-type]
+    res = EpisodeResult(messages=msgs, outcome=None, system_prompt=start.system_prompt, tools=start.tools)  # type: ignore[arg-type]
     has_user = start.user is not None and user is not None
     speaker = "user" if has_user and (not msgs or msgs[-1].role == "assistant") else "agent"
     errors = 0
@@ -117,7 +129,6 @@ async def _run_once(episode: Episode, agent: AgentModel, user: UserModel | None,
                 continue
 
             reply = await agent(start.system_prompt, start.tools, msgs)
-            res.traces.append(reply.trace)
             res.input_tokens += reply.input_tokens
             res.output_tokens += reply.output_tokens
             if reply.status == "context_overflow":
@@ -125,12 +136,14 @@ async def _run_once(episode: Episode, agent: AgentModel, user: UserModel | None,
             if reply.status == "error":
                 raise _End(EndReason.AGENT_ERROR, reply.error or "")
             m = reply.message
+            res.traces.append(reply.trace)
+            res.turn_message_index.append(len(msgs))
             msgs.append(m)
             res.turns += 1
             if m.tool_calls:
                 done = False
                 for call in m.tool_calls:
-                    result = episode.step(call)
+                    result = await _call(episode, "step", call)
                     msgs.append(Message(role="tool", content=result.content, tool_call_id=call.id, error=result.error))
                     res.tool_calls += 1
                     errors += result.error
@@ -150,7 +163,7 @@ async def _run_once(episode: Episode, agent: AgentModel, user: UserModel | None,
             speaker = "user"
     except _End as end:
         reason, detail = end.reason, end.detail
-    res.outcome = episode.finish(msgs, reason)
+    res.outcome = await _call(episode, "finish", msgs, reason)
     if detail:
         res.outcome.info["end_detail"] = detail
     return res

@@ -40,6 +40,11 @@ def summarize(rows: list[dict[str, Any]], pass_k: list[int]) -> dict[str, Any]:
     floors = {t: rs[0].get("null_success") for t, rs in by_task.items()}
     if floors and all(v is not None for v in floors.values()):
         out["null_floor"] = sum(bool(v) for v in floors.values()) / len(floors)
+    if any(r.get("scenario_id") for r in rows):  # AppWorld: TGC and SGC per seed, mean ± SD
+        from harness.appworld.metrics import metrics_by_seed
+
+        m = metrics_by_seed(rows)
+        out.update(tgc_mean=m.tgc_mean, tgc_sd=m.tgc_sd, sgc_mean=m.sgc_mean, sgc_sd=m.sgc_sd)
     wr = [m for (t, rs), m in zip(by_task.items(), task_means, strict=True) if rs[0].get("write_required")]
     if wr:
         out["write_required_tasks"] = len(wr)
@@ -62,6 +67,9 @@ def summary_markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
     ]
     for key in sorted(k for k in summary if k.startswith("pass^")):
         lines.append(f"| {key} | {summary[key]:.3f} |")
+    for key, label in (("tgc", "TGC"), ("sgc", "SGC")):
+        if f"{key}_mean" in summary:
+            lines.append(f"| {label} (mean ± SD over seeds) | {summary[f'{key}_mean']:.1f} ± {summary[f'{key}_sd']:.1f} |")
     if "null_floor" in summary:
         lines.append(f"| null-agent floor (same tasks) | {summary['null_floor']:.3f} |")
     if "write_required_pass@1" in summary:

@@ -215,3 +215,25 @@ def toy(
     args = {"levels": levels} if levels is not None else None
     return benchmark_task("toy", split, seeds, temperature, seed, max_steps, max_errors, max_tokens, limit,
                           pass_k, args)  # fmt: skip
+
+
+@task
+def appworld(
+    split: str = "dev",
+    seeds: int = 1,
+    temperature: float = 0.0,
+    seed: int = 0,
+    max_steps: int = 100,
+    max_errors: int = 50,
+    max_tokens: int | None = 2048,
+    limit: int | None = None,
+    pass_k: list[int] | None = None,
+    servers: int = 1,
+) -> Task:
+    """AppWorld: execute_code against an out-of-process world; TGC/SGC from AppWorld's tests.
+
+    max_steps caps messages (an interaction is one agent turn plus its tool result, so 100
+    messages ≈ 50 interactions); model code errors are normal results, so max_errors counts
+    only malformed calls. Run at most `servers` samples at once (`--max-samples`)."""
+    return benchmark_task("appworld", split, seeds, temperature, seed, max_steps, max_errors, max_tokens, limit,
+                          pass_k, {"servers": servers})  # fmt: skip

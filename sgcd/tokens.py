@@ -68,6 +68,7 @@ class TokenBatch:
     success: torch.Tensor  # (T,) bool
     segments: list[Segment]
     meta: list[dict[str, Any]] = field(default_factory=list)
+    old_logp: torch.Tensor | None = None  # (B, L) log π_old at every position, set by the trainer
 
     @property
     def num_policy_tokens(self) -> int:

@@ -232,7 +232,7 @@ class Trainer:
         for g_idx, group in enumerate(collected.kept):
             for res in group.results:
                 traj = len(rewards)
-                turns = [(t["prompt_ids"], t["completion_ids"]) for t in res.traces if t]
+                turns = [(t["prompt_ids"], t["completion_ids"]) for t in res.traces]
                 segments += segments_from_turns(turns, traj)
                 groups.append(g_idx)
                 rewards.append(res.outcome.reward)
@@ -245,7 +245,6 @@ class Trainer:
 
     def update(self, batch: TokenBatch) -> dict[str, float]:
         cfg, model = self.cfg, self.policy.model
-        stats: dict[str, float] = dict(self.algo.prepare(batch))
         rows_all = torch.arange(batch.input_ids.shape[0])
         chunks = [rows_all[i : i + cfg.micro_batch_rows] for i in range(0, len(rows_all), cfg.micro_batch_rows)]
         model.eval()
@@ -254,6 +253,8 @@ class Trainer:
             ref = None
             if self.ref_model is not None:
                 ref = torch.cat([token_logprobs(self.ref_model, batch.input_ids[c], batch.attention_mask[c]) for c in chunks])
+        batch.old_logp = old
+        stats: dict[str, float] = dict(self.algo.prepare(batch))
         traj_adv = compute_advantages(cfg.advantage, batch.rewards, batch.group_ids)
         adv_tok = self.algo.token_advantages(batch, traj_adv).detach()
         total_tokens = batch.loss_mask.sum().clamp(min=1)

@@ -12,7 +12,7 @@ from harness.airline.domain import load_domain
 
 settings.register_profile("ci", deadline=None, max_examples=200, derandomize=True)
 settings.load_profile("ci")
-sys.path.insert(0, str(Path(__file__).parent))  # scripted_server
+sys.path.insert(0, str(Path(__file__).parent))  # scripted_server, credit_server
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +57,22 @@ def scripted_env(monkeypatch, domain):
     yield start
     for srv in servers:
         srv.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def toy_tiny_dir(tmp_path_factory):
+    """A tiny random Llama whose tokenizer was trained on rendered toy conversations."""
+    import torch
+
+    from harness.benchmarks import get_benchmark
+    from harness.tiny_model import build_tiny_model
+    from harness.toolcalls import to_template_messages
+
+    torch.set_num_threads(2)
+    bench = get_benchmark("toy")
+    corpus = []
+    for tid in bench.split_ids("train")[:200]:
+        st = bench.episode(tid).reset()
+        msgs = to_template_messages(st.system_prompt, st.tools, list(st.messages) + bench.scripted_messages(tid))
+        corpus.append("\n".join(m["content"] for m in msgs))
+    return build_tiny_model(tmp_path_factory.mktemp("toy_tiny") / "model", corpus, vocab_size=512, max_context=1024)

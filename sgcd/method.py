@@ -1,0 +1,219 @@
+"""SGCD: Sibling-Guided Credit Distillation (arXiv 2606.12634 v2, "Keep Policy Gradient in Charge").
+
+The whole method, for one update over kept (mixed) sibling groups:
+
+  1. Credit reference. For each group (≥ 1 success and ≥ 1 failure, by dynamic sampling), a
+     provider (sgcd/credit.py) summarizes the siblings' contrast into stepwise credit
+     {"summary", "steps": [{"trajectory", "turn", "credit" ∈ [-1, 1], "why"}]}.
+  2. Teacher pass. The policy is given the clean prompt plus trajectory i's reference, rendered
+     as text right after the system prompt (`teacher_system`), and scores the student's own
+     response tokens y_t with no gradient (sgcd/teacher.py). With the `zero` provider the
+     teacher prompt is byte-identical to the student's.
+  3. Divergence, detached:  d_t = log π_T(y_t) − log π_S(y_t).
+  4. Weights (default "signed"):  w_t = exp(sign(A_i) · d_t / T)
+     — on a successful trajectory the tokens the informed teacher favours gain weight; on a
+     failed one the tokens it disfavours gain weight (A_i < 0 makes their push-down stronger).
+     Then w is normalized to mean 1 over the trajectory's policy tokens and clipped to
+     [w_min, w_max]; the mean after clipping is logged (it may drift from 1).
+  5. Advantages become A_i · w_t; the actor loss stays GRPO's clipped loss. Weights, teacher and
+     reference carry no gradient. The deployed policy never sees the reference.
+
+Choices the paper leaves open, each a config key (`[algo]` table), with our defaults:
+  provider = "local/smollm2"    credit provider: openai | local/PATH | zero | random
+  random_base = "zero"          base provider for the `random` control
+  temperature = 1.0             T in w_t = exp(sign(A_i) d_t / T)
+  form = "signed"               "signed" as above, or "abs": w_t = exp(|d_t| / T) (magnitude only)
+  normalize = "trajectory"      mean-1 normalization over a trajectory's tokens, or "none"
+  w_min = 0.5, w_max = 2.0      clip bounds, applied after normalization
+  retries = 1                   provider retries on an unparsable answer before falling back to zero
+  audit_provider = ""           optional second provider scored on the same groups (rank agreement)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from sgcd.algorithms import Algorithm, register
+from sgcd.credit import ReferenceCache, make_provider, render_group, render_reference
+from sgcd.teacher import align, teacher_logprobs, teacher_rows
+from sgcd.tokens import TokenBatch
+
+
+def teacher_system(student_system: str, reference_text: str) -> str:
+    """The one place the reference enters the teacher's prompt: after the system prompt."""
+    return student_system if not reference_text else f"{student_system}\n\n{reference_text}"
+
+
+def credit_weights(
+    d: torch.Tensor,
+    mask: torch.Tensor,
+    row_adv: torch.Tensor,
+    row_traj: torch.Tensor,
+    temperature: float = 1.0,
+    form: str = "signed",
+    normalize: str = "trajectory",
+    w_min: float = 0.5,
+    w_max: float = 2.0,
+) -> torch.Tensor:
+    """Bounded detached weights. d, mask: (B, L); row_adv, row_traj: (B,) -> w: (B, L), 0 off mask.
+
+    A trajectory may span several rows; normalization is over all of its policy tokens.
+    """
+    d = d.detach()
+    if form == "signed":
+        logits = torch.sign(row_adv)[:, None] * d / temperature
+    elif form == "abs":
+        logits = d.abs() / temperature
+    else:
+        raise ValueError(f"unknown weight form {form!r} (signed | abs)")
+    w = torch.exp(logits.clamp(max=30.0)) * mask
+    if normalize == "trajectory":
+        n_traj = int(row_traj.max()) + 1
+        tok_sum = torch.zeros(n_traj).index_add_(0, row_traj, w.sum(-1))
+        tok_cnt = torch.zeros(n_traj).index_add_(0, row_traj, mask.sum(-1))
+        mean = tok_sum / tok_cnt.clamp(min=1)
+        w = w / mean[row_traj][:, None].clamp(min=1e-12)
+    elif normalize != "none":
+        raise ValueError(f"unknown normalization {normalize!r} (trajectory | none)")
+    return torch.clamp(w, w_min, w_max) * mask
+
+
+@register
+class SGCD(Algorithm):
+    name = "sgcd"
+
+    @dataclass
+    class Config:
+        provider: str = "local/smollm2"
+        random_base: str = "zero"
+        temperature: float = 1.0
+        form: str = "signed"
+        normalize: str = "trajectory"
+        w_min: float = 0.5
+        w_max: float = 2.0
+        retries: int = 1
+        audit_provider: str = ""
+
+    def __init__(self, cfg: Any, ctx: Any):
+        super().__init__(cfg, ctx)
+        self.provider = make_provider(cfg.provider, cfg.random_base, seed=0)
+        self.audit = make_provider(cfg.audit_provider) if cfg.audit_provider else None
+        self.cache = ReferenceCache(ctx.run_dir / "credit" / "cache.jsonl")
+        self._weights: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ references
+
+    def _group_prompt(self, batch: TokenBatch, trajs: list[int]) -> str:
+        first = batch.meta[trajs[0]]["result"]
+        task_text = "\n".join(m.content or "" for m in first.messages[: first.turn_message_index[0]] if m.role == "user")
+        task_text = f"{first.system_prompt[:1500]}\n\n{task_text}".strip()
+        items = []
+        for t in trajs:
+            res = batch.meta[t]["result"]
+            items.append((res.messages, res.turn_message_index, bool(res.outcome.success), res.outcome.feedback))
+        return render_group(task_text, items)
+
+    def _reference(self, provider: Any, prompt: str, n: int, turns: list[int]) -> dict[str, Any]:
+        key = ReferenceCache.key(provider.name, prompt)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return {**hit, "cached": True}
+        ans = provider.reference(prompt, n, turns, self.cfg.retries)
+        rec = {"provider": ans.provider, "reference": ans.reference.to_dict() if ans.reference else None,
+               "error": ans.error, "attempts": ans.attempts, "raw": ans.raw[-2:]}  # fmt: skip
+        self.cache.put(key, rec)
+        return {**rec, "cached": False}
+
+    def references(self, batch: TokenBatch) -> tuple[dict[int, Any], list[dict[str, Any]]]:
+        """A reference per trajectory (None = zero), and one audit record per group."""
+        from sgcd.credit import CreditReference
+
+        groups: dict[int, list[int]] = {}
+        for t, g in enumerate(batch.group_ids.tolist()):
+            groups.setdefault(g, []).append(t)
+        per_traj: dict[int, Any] = {}
+        records = []
+        for g, trajs in groups.items():
+            prompt = self._group_prompt(batch, trajs)
+            turns = [len(batch.meta[t]["result"].traces) for t in trajs]
+            rec = self._reference(self.provider, prompt, len(trajs), turns)
+            ref = CreditReference(**rec["reference"]) if rec["reference"] else None
+            for local, t in enumerate(trajs):
+                per_traj[t] = (ref, local)
+            audit = None
+            if self.audit is not None:
+                audit = self._reference(self.audit, prompt, len(trajs), turns)
+            records.append({"group": g, "task_id": batch.meta[trajs[0]]["task_id"], "trajectories": trajs,
+                            "success": [bool(batch.success[t]) for t in trajs], **rec, "audit": audit})  # fmt: skip
+        return per_traj, records
+
+    # ------------------------------------------------------------------ hooks
+
+    def prepare(self, batch: TokenBatch) -> dict[str, float]:
+        per_traj, records = self.references(batch)
+        policy = self.ctx.policy
+
+        def system_for(traj: int) -> str:
+            ref, local = per_traj[traj]
+            return teacher_system(batch.meta[traj]["result"].system_prompt, render_reference(ref, local))
+
+        rows = teacher_rows(policy, batch, system_for)
+        policy.model.eval()
+        t_lp = align(teacher_logprobs(policy.model, rows), rows, tuple(batch.input_ids.shape))
+        s_lp = batch.old_logp  # the student pass: the same weights on the clean prompt, no gradient
+        d = (t_lp - s_lp) * batch.loss_mask
+        self._d = d
+        self._records = records
+        self.last_teacher_rows = rows
+        return {
+            "credit_groups": float(len(records)),
+            "credit_parsed": float(sum(r["reference"] is not None for r in records)),
+            "credit_fallbacks": float(sum(r["reference"] is None and r["provider"] != "zero" for r in records)),
+            "teacher_d_abs_mean": float((d.abs() * batch.loss_mask).sum() / batch.loss_mask.sum().clamp(min=1)),
+        }
+
+    def token_advantages(self, batch: TokenBatch, traj_adv: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        row_adv = traj_adv[batch.row_traj]
+        w = credit_weights(self._d, batch.loss_mask, row_adv, batch.row_traj, cfg.temperature, cfg.form,
+                           cfg.normalize, cfg.w_min, cfg.w_max)  # fmt: skip
+        self._weights = w
+        self._write_audit(batch, traj_adv, w)
+        return (row_adv[:, None] * w * batch.loss_mask).detach()
+
+    # ------------------------------------------------------------------ audit
+
+    def _write_audit(self, batch: TokenBatch, traj_adv: torch.Tensor, w: torch.Tensor) -> None:
+        mask = batch.loss_mask > 0
+        vals = w[mask]
+        self.last_weight_stats = {
+            "weight_mean": float(vals.mean()) if vals.numel() else float("nan"),
+            "weight_std": float(vals.std()) if vals.numel() > 1 else 0.0,
+            "weight_min": float(vals.min()) if vals.numel() else float("nan"),
+            "weight_max": float(vals.max()) if vals.numel() else float("nan"),
+            "weight_clipped_frac": float(((vals <= self.cfg.w_min) | (vals >= self.cfg.w_max)).float().mean()) if vals.numel() else 0.0,
+        }
+        per_traj = []
+        for t in range(len(batch.rewards)):
+            rows = (batch.row_traj == t).nonzero().flatten()
+            m = batch.loss_mask[rows] > 0
+            wt = w[rows][m]
+            per_traj.append({"traj": t, "advantage": float(traj_adv[t]), "success": bool(batch.success[t]),
+                             "weight_mean": float(wt.mean()) if wt.numel() else None,
+                             "weight_std": float(wt.std()) if wt.numel() > 1 else None,
+                             "d_mean": float(self._d[rows][m].mean()) if wt.numel() else None})  # fmt: skip
+        out = self.ctx.run_dir / "credit" / f"step-{self.ctx.step}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"step": self.ctx.step, "groups": self._records, "trajectories": per_traj,
+                                   "weights": self.last_weight_stats}, default=str))  # fmt: skip
+        tmp.replace(out)
+
+    def loss(self, batch, logp, old_logp, ref_logp, adv_tok, rows):
+        loss, stats = super().loss(batch, logp, old_logp, ref_logp, adv_tok, rows)
+        stats.update(getattr(self, "last_weight_stats", {}))
+        return loss, stats

@@ -1,0 +1,142 @@
+"""SGCD on real toy rollouts of a tiny model: the teacher pass, the zero control, providers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from credit_server import CreditServer
+
+from baselines.grpo import GRPO
+from sgcd.advantages import compute_advantages
+from sgcd.tokens import token_logprobs
+from sgcd.trainer import TrainConfig, Trainer
+
+
+def _trainer(tmp_path, tiny, provider: str, **algo) -> Trainer:
+    cfg = TrainConfig(algo="sgcd", benchmark="toy", model=f"local/{tiny}", updates=1, groups_per_update=2,
+                      group_size=3, dynamic_sampling=False, max_new_tokens=16, max_steps=4, max_errors=2,
+                      algo_config={"provider": provider, **algo})  # fmt: skip
+    return Trainer(cfg, tmp_path / "run")
+
+
+def _mixed_batch(tr: Trainer):
+    batch, _ = tr.rollout_batch(1)
+    # The random tiny model never succeeds; give each group a success so advantages are non-zero
+    # (the algorithm's math is under test here, not the policy's skill).
+    succ = [i % 3 == 0 for i in range(len(batch.rewards))]
+    batch.success = torch.tensor(succ)
+    batch.rewards = batch.success.float()
+    for t, s in enumerate(succ):
+        batch.meta[t]["result"].outcome.success = s
+    with torch.no_grad():
+        batch.old_logp = token_logprobs(tr.policy.model, batch.input_ids, batch.attention_mask)
+    return batch
+
+
+def _losses(tr, batch, algo):
+    adv = compute_advantages("grpo", batch.rewards, batch.group_ids)
+    adv_tok = algo.token_advantages(batch, adv)
+    rows = torch.arange(batch.input_ids.shape[0])
+    logp = token_logprobs(tr.policy.model, batch.input_ids, batch.attention_mask)
+    loss, _ = algo.loss(batch, logp, batch.old_logp, None, adv_tok, rows)
+    return loss, logp, adv_tok
+
+
+def test_zero_control_runs_a_real_teacher_pass_and_equals_grpo(tmp_path, toy_tiny_dir):
+    tr = _trainer(tmp_path, toy_tiny_dir, "zero")
+    batch = _mixed_batch(tr)
+    stats = tr.algo.prepare(batch)
+    rows = tr.algo.last_teacher_rows
+    assert torch.equal(rows.batch.input_ids, batch.input_ids)  # identical prompts, re-rendered
+    assert stats["credit_groups"] == 2 and stats["teacher_d_abs_mean"] < 1e-6
+    l_sgcd, _, _ = _losses(tr, batch, tr.algo)
+    l_grpo, _, _ = _losses(tr, batch, GRPO(GRPO.Config(), tr.algo.ctx))
+    assert abs(l_sgcd.item() - l_grpo.item()) < 1e-6
+    assert l_grpo.item() != 0.0
+
+
+def test_teacher_scores_the_students_own_tokens_and_passes_no_gradient(tmp_path, toy_tiny_dir, monkeypatch):
+    with CreditServer("good") as srv:
+        monkeypatch.setenv("SGCD_CREDIT_BASE_URL", srv.base_url)
+        monkeypatch.setenv("SGCD_CREDIT_MODEL", "credit")
+        monkeypatch.setenv("SGCD_CREDIT_API_KEY", "k")
+        tr = _trainer(tmp_path, toy_tiny_dir, "openai", w_min=0.1, w_max=10.0)
+        batch = _mixed_batch(tr)
+        stats = tr.algo.prepare(batch)
+    assert stats["credit_parsed"] == 2 and srv.calls == 2
+    rows = tr.algo.last_teacher_rows
+    i = rows.index
+    assert rows.batch.input_ids.shape[1] > batch.input_ids.shape[1]  # the reference is in the prompt
+    assert torch.equal(rows.batch.input_ids[i[:, 2], i[:, 3]], batch.input_ids[i[:, 0], i[:, 1]])
+    assert len(i) == batch.num_policy_tokens
+    loss, logp, adv_tok = _losses(tr, batch, tr.algo)
+    w = tr.algo._weights
+    assert not w.requires_grad and not adv_tok.requires_grad and not tr.algo._d.requires_grad
+    assert float(w[batch.loss_mask > 0].std()) > 0  # the teacher really moved the weights
+    # The only gradient path is through logp: dL/dlogp_t = -A_i w_t r_t / N inside the clip range.
+    (grad,) = torch.autograd.grad(loss, logp)
+    ratio = torch.exp(logp.detach() - batch.old_logp)
+    expected = -adv_tok * ratio * batch.loss_mask / batch.loss_mask.sum()
+    assert torch.allclose(grad, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["bad", "flaky"])
+def test_unparsable_answers_retry_once_then_fall_back_to_zero(tmp_path, toy_tiny_dir, monkeypatch, mode):
+    with CreditServer(mode) as srv:
+        monkeypatch.setenv("SGCD_CREDIT_BASE_URL", srv.base_url)
+        monkeypatch.setenv("SGCD_CREDIT_MODEL", "credit")
+        tr = _trainer(tmp_path, toy_tiny_dir, "openai")
+        batch = _mixed_batch(tr)
+        stats = tr.algo.prepare(batch)
+    records = tr.algo._records
+    if mode == "bad":
+        assert srv.calls == 4 and stats["credit_fallbacks"] == 2  # two tries per group
+        assert all(r["reference"] is None and "unparsable" in r["error"] for r in records)
+        assert torch.equal(tr.algo.last_teacher_rows.batch.input_ids, batch.input_ids)  # zero prompt
+    else:
+        assert stats["credit_parsed"] == 2 and all(r["attempts"] == 2 for r in records)
+
+
+def test_references_are_cached_across_instances(tmp_path, toy_tiny_dir, monkeypatch):
+    with CreditServer("good") as srv:
+        monkeypatch.setenv("SGCD_CREDIT_BASE_URL", srv.base_url)
+        monkeypatch.setenv("SGCD_CREDIT_MODEL", "credit")
+        tr = _trainer(tmp_path, toy_tiny_dir, "openai")
+        batch = _mixed_batch(tr)
+        tr.algo.prepare(batch)
+        calls = srv.calls
+        again = type(tr.algo)(tr.algo.cfg, tr.algo.ctx)  # as after a resume: reads the cache file
+        again.prepare(batch)
+    assert srv.calls == calls and all(r["cached"] for r in again._records)
+
+
+def test_train_cli_end_to_end_with_a_scripted_credit_server(tmp_path, toy_tiny_dir, monkeypatch):
+    from harness.cli import main
+
+    cfg = tmp_path / "sgcd.toml"
+    cfg.write_text(
+        "updates = 2\ngroups_per_update = 1\ngroup_size = 3\ndynamic_sampling = false\nmax_new_tokens = 16\n"
+        'max_steps = 4\nmax_errors = 2\ncheckpoint_every = 1\n[algo]\nprovider = "openai"\n'
+    )
+    with CreditServer("good") as srv:
+        monkeypatch.setenv("SGCD_CREDIT_BASE_URL", srv.base_url)
+        monkeypatch.setenv("SGCD_CREDIT_MODEL", "credit")
+        monkeypatch.setenv("SGCD_CREDIT_API_KEY", "secret-key-never-written")
+        out = tmp_path / "run"
+        result = CliRunner().invoke(main, ["train", "--algo", "sgcd", "--benchmark", "toy", "--model",
+                                           f"local/{toy_tiny_dir}", "--config", str(cfg), "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert srv.auth and all(a == "Bearer secret-key-never-written" for a in srv.auth)
+    train = out / "train"
+    rows = [json.loads(x) for x in (train / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and all("credit_groups" in r for r in rows)
+    audit = json.loads((train / "credit" / "step-2.json").read_text())
+    assert audit["groups"] and "weights" in audit
+    for path in Path(out).rglob("*"):
+        if path.is_file() and path.suffix in (".json", ".jsonl", ".toml", ".txt"):
+            assert "secret-key-never-written" not in path.read_text(errors="ignore"), path
+    assert (train / "checkpoints" / "step-2" / "config.json").is_file()
