@@ -55,7 +55,7 @@ class SFT(Algorithm):
         pad = self.ctx.policy.tokenizer.pad_token_id or 0
         return collate(segments, list(range(n)), [1.0] * n, [True] * n, pad)
 
-    def loss(self, batch, logp, old_logp, ref_logp, adv_tok, rows) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch, logp, old_logp, ref_logp, adv_tok, rows, logits=None) -> tuple[torch.Tensor, dict[str, float]]:
         mask = batch.loss_mask[rows]
         nll = -(logp * mask).sum() / mask.sum().clamp(min=1)
         return nll, {"nll": float(nll.detach())}

@@ -5,7 +5,8 @@ hooks, so it knows no algorithm by name:
   data           "rollouts" (sibling groups from the policy) or "scripted" (supervised turns)
   prepare(batch) detached work before the update (e.g. a teacher pass); returns metrics
   token_advantages(batch, adv) (T,) trajectory advantages -> (B, L) token advantages
-  loss(batch, logp, old_logp, ref_logp, adv_tok) -> (scalar loss, metrics)
+  loss(batch, logp, old_logp, ref_logp, adv_tok, rows, logits) -> (scalar loss, metrics);
+                 `rows` are the micro-batch's rows, `logits` (rows, L, V) the student's forward
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class Algorithm:
         ref_logp: torch.Tensor | None,
         adv_tok: torch.Tensor,
         rows: torch.Tensor,
+        logits: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """GRPO's clipped loss on the rows `rows` (a micro-batch) of the batch."""
         return clipped_pg_loss(logp, old_logp, adv_tok, batch.loss_mask[rows], self.ctx.pg, ref_logp)

@@ -213,7 +213,7 @@ class SGCD(Algorithm):
                                    "weights": self.last_weight_stats}, default=str))  # fmt: skip
         tmp.replace(out)
 
-    def loss(self, batch, logp, old_logp, ref_logp, adv_tok, rows):
+    def loss(self, batch, logp, old_logp, ref_logp, adv_tok, rows, logits=None):
         loss, stats = super().loss(batch, logp, old_logp, ref_logp, adv_tok, rows)
         stats.update(getattr(self, "last_weight_stats", {}))
         return loss, stats

@@ -108,16 +108,19 @@ def collate(
     )
 
 
-def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, with_entropy: bool = False):
+def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, with_entropy: bool = False,
+                   return_logits: bool = False):  # fmt: skip
     """log π(x_t | x_<t) for every position t ≥ 1, placed at t (position 0 gets 0).
 
-    input_ids, attention_mask: (B, L) -> logprobs (B, L) [, entropy (B, L)].
+    input_ids, attention_mask: (B, L) -> logprobs (B, L) [, entropy (B, L)] [, logits (B, L, V)].
     """
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
+    full = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    logits = full[:, :-1].float()
     logp_all = torch.log_softmax(logits, dim=-1)
-    lp = logp_all.gather(-1, input_ids[:, 1:, None])[..., 0]
-    lp = torch.nn.functional.pad(lp, (1, 0))
-    if not with_entropy:
-        return lp
-    ent = -(logp_all.exp() * logp_all).sum(-1)
-    return lp, torch.nn.functional.pad(ent, (1, 0))
+    lp = torch.nn.functional.pad(logp_all.gather(-1, input_ids[:, 1:, None])[..., 0], (1, 0))
+    out = [lp]
+    if with_entropy:
+        out.append(torch.nn.functional.pad(-(logp_all.exp() * logp_all).sum(-1), (1, 0)))
+    if return_logits:
+        out.append(full)
+    return out[0] if len(out) == 1 else tuple(out)

@@ -264,8 +264,10 @@ class Trainer:
         for _ in range(cfg.ppo_epochs):
             self.opt.zero_grad(set_to_none=True)
             for c in chunks:
-                logp, ent = token_logprobs(model, batch.input_ids[c], batch.attention_mask[c], with_entropy=True)
-                loss, st = self.algo.loss(batch, logp, old[c], None if ref is None else ref[c], adv_tok[c], c)
+                logp, ent, logits = token_logprobs(model, batch.input_ids[c], batch.attention_mask[c],
+                                                   with_entropy=True, return_logits=True)  # fmt: skip
+                loss, st = self.algo.loss(batch, logp, old[c], None if ref is None else ref[c], adv_tok[c], c,
+                                          logits=logits)  # fmt: skip
                 mask = batch.loss_mask[c]
                 # Micro-batches weighted so the sum equals the whole batch's aggregation.
                 if cfg.loss_agg == "token-mean":

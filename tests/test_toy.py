@@ -62,7 +62,7 @@ def test_ids_rebuild_the_same_task():
     assert (t.lookups, t.answer, t.table["yak"]) == (("yak", "rat", "gnu"), 30, "rat")
 
 
-@pytest.mark.parametrize("bad", ["L4-0001", "L1-42", "l1-0001", "L1-00001", "", "x", "L0-0000"])
+@pytest.mark.parametrize("bad", ["L4-0001", "L1-42", "l1-0001", "L1-00001", "", "x", "L9-0000"])
 def test_malformed_ids_are_clear_errors(bad):
     with pytest.raises(ValueError, match="toy task id"):
         make_task(bad)
@@ -70,12 +70,13 @@ def test_malformed_ids_are_clear_errors(bad):
 
 def test_splits_are_fixed_disjoint_and_balanced():
     train, test = split_ids("train"), split_ids("test")
-    assert len(train) == 6000 and len(test) == 120
+    assert len(train) == 6000 and len(test) == 288
     assert train == split_ids("train") and test == BENCH.split_ids("test")
     assert not set(train) & set(test)
     assert len(set(train)) == len(train) and len(set(test)) == len(test)
-    for lv in LEVELS:
-        assert sum(t.startswith(f"L{lv}-") for t in test) == 40
+    for lv in (1, 2, 3):  # level 0 only on request
+        assert sum(t.startswith(f"L{lv}-") for t in test) == 96
+    assert not any(t.startswith("L0-") for t in test) and len(split_ids("test", LEVELS)) == 4 * 96
     assert test[:3] == ["L1-9000", "L2-9000", "L3-9000"]  # interleaved: a prefix stays balanced
     assert Toy(levels="1,2").split_ids("test") == [t for t in test if not t.startswith("L3")]
     assert Toy(levels=3).split_ids("train") == [t for t in train if t.startswith("L3")]
@@ -104,7 +105,7 @@ def test_benchmark_protocol_facts_and_manifest():
     facts = BENCH.task_facts("L2-9000")
     assert facts == {"scenario_id": "", "level": 2, "null_success": False}
     man = BENCH.manifest()
-    assert man["generator_version"] and man["split_sizes"] == {"train": 6000, "test": 120}
+    assert man["generator_version"] and man["split_sizes"] == {"train": 6000, "test": 288}
 
 
 # ---------------------------------------------------------------- playing through the loop
@@ -293,3 +294,25 @@ def test_episode_never_raises_on_fuzzed_calls(tid, calls):
 
 def test_toy_episode_is_built_from_a_task():
     assert ToyEpisode(make_task("L1-0007")).task_id == "L1-0007"
+
+
+def test_level_zero_is_a_four_way_code_solved_by_its_script():
+    import asyncio
+
+    from harness.loop import LoopConfig, Reply, run_episode
+    from harness.toy import Toy
+    from harness.toy.tasks import COLOURS
+
+    bench = Toy(levels="0")
+    ids = bench.split_ids("test")
+    assert len(ids) == 96 and all(i.startswith("L0-") for i in ids)
+    answers = {make_task(i).answer for i in ids}
+    assert answers == set(COLOURS.values())
+    for tid in ids[:8]:
+        turns = iter([m for m in bench.scripted_messages(tid) if m.role == "assistant"])
+
+        async def agent(system, tools, messages, turns=turns):
+            return Reply(message=next(turns))
+
+        res = asyncio.run(run_episode(lambda t=tid: bench.episode(t), agent, None, LoopConfig()))
+        assert res.outcome.success, res.outcome.feedback

@@ -6,13 +6,13 @@ from typing import Any
 
 from harness.records import EndReason, Message, ToolCall
 from harness.toy.episode import ToyEpisode
-from harness.toy.tasks import GENERATOR_VERSION, LEVELS, SPLITS, make_task, parse_task_id, split_ids
+from harness.toy.tasks import DEFAULT_LEVELS, GENERATOR_VERSION, LEVELS, SPLITS, make_task, parse_task_id, split_ids
 
 
 def parse_levels(levels: str | int | tuple[int, ...] | list[int] | None) -> tuple[int, ...]:
-    """Levels from a tuple/list, an int or text like "1,2"; None means all levels."""
+    """Levels from a tuple/list, an int or text like "1,2"; None means levels 1-3 (level 0 on request)."""
     if levels is None:
-        return LEVELS
+        return DEFAULT_LEVELS
     if isinstance(levels, int):
         levels = (levels,)
     elif isinstance(levels, str):

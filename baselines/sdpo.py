@@ -1,0 +1,307 @@
+"""SDPO: Self-Distillation Policy Optimization (Hübotter et al. 2026, arXiv 2601.20802).
+
+The whole method, for one update over sibling groups:
+
+  1. Reprompt (`reprompt_text`). Trajectory i's teacher sees the clean system prompt plus a
+     successful sibling's solution (its agent turns as text; for a successful i a *different*
+     successful sibling, else none) and/or the environment's feedback on i (Outcome.feedback),
+     as `reprompt` says. A trajectory with neither is left out of the distillation term.
+  2. Teacher pass. The teacher (an EMA of the policy, or the live policy) scores the student's
+     own response tokens under that prompt, with no gradient (sgcd/teacher.py).
+  3. Top-k + tail. At each eligible policy token t, K_t = the student's top-k token ids; both
+     distributions are gathered on K_t plus one tail bucket holding the remaining mass:
+         p̂ = [p(v) for v in K_t] ++ [1 − Σ_{v∈K_t} p(v)]                      (k+1 buckets)
+  4. Divergence, with S = p̂_student (carries the gradient), T = sg(p̂_teacher):
+         M_α = α·T + (1−α)·S
+         D_α = (1−α)·KL(T ‖ M_α) + α·KL(S ‖ M_α)
+     α = 0: M = S and D = KL(T‖S) (forward KL); α = 1: M = T and D = KL(S‖T) (reverse KL);
+     α = ½: D = JSD(T, S). D_α is continuous in α on [0, 1].
+  5. Importance weight (detached): ρ_t = sg(clip(π_θ(y_t) / π_old(y_t), 1 − ε, 1 + ε)).
+  6. L_distill = Σ_t ρ_t·D_t / N over the N distillation-eligible policy tokens (token-mean);
+     loss = (1 − λ)·L_GRPO + λ·L_distill, L_GRPO the base clipped PG loss (λ = 0: exactly GRPO).
+
+Config keys (`[algo]` table) and defaults:
+  reprompt = "solution+feedback"   "solution+feedback" | "solution" | "feedback"
+  alpha = 0.5                      α of D_α (0 forward KL, 1 reverse KL, ½ JSD)
+  topk = 20                        k (at most vocab − 1, so the tail bucket is never empty)
+  is_clip = 0.2                    ε of ρ_t (0: ρ_t = 1)
+  teacher = "ema"                  "ema" (EMA copy of the policy) | "live" (the policy itself)
+  ema_rate = 0.05                  τ: θ_T ← (1 − τ)·θ_T + τ·θ
+  distill_weight = 1.0             λ (1: pure SDPO)
+  micro_rows = 4                   rows per forward in the prepare passes
+
+Timing. θ_T starts as a copy of θ when the algorithm is built (so on resume, of the resumed
+weights: the EMA is not checkpointed). The EMA step runs first thing in `prepare`, i.e. after
+update n−1's optimizer step and before update n's teacher pass; on the first update it is a
+no-op. The top-k ids K_t come from π_old in `prepare` (the weights the update starts from); the
+trainer steps once per epoch after all micro-batches, so with ppo_epochs = 1 (and no dropout)
+they are exactly the differentiated student's top-k; later epochs keep π_old's. Only the (B, L, k+1) teacher buckets and (B, L, k) ids are
+kept: full-vocabulary log-softmax is taken only at eligible positions, one micro-batch at a time.
+
+The student's logits with gradient are the trainer's own forward pass, handed to `loss` as
+`logits` (recomputed only when a caller gives none), so no second forward is needed in training.
+
+Against the reference code (lasgroup/SDPO): it special-cases α ∈ {0, 1} and, for 0 < α < 1,
+weights the two KLs the other way round (α·KL(T‖M) + (1−α)·KL(S‖M), which vanishes towards
+either end); both agree at α ∈ {0, ½, 1}. Its importance weight clips from above only.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from sgcd.algorithms import Algorithm, register
+from sgcd.teacher import teacher_rows
+from sgcd.tokens import TokenBatch
+
+REPROMPTS = ("solution+feedback", "solution", "feedback")
+
+
+# ---------------------------------------------------------------------- reprompt
+
+
+def render_solution(result: Any) -> str:
+    """A trajectory's agent turns as text (visible text and tool calls), one step per turn."""
+    from harness.toolcalls import render_call
+
+    steps = []
+    for t, i in enumerate(result.turn_message_index):
+        m = result.messages[i]
+        parts = ([m.content] if m.content else []) + [render_call(c) for c in m.tool_calls]
+        steps.append(f"Step {t + 1}: " + "\n".join(parts))
+    return "\n".join(steps)
+
+
+def reprompt_text(system_prompt: str, solution: str, feedback: str) -> str | None:
+    """The one place the teacher's privileged context enters its prompt: after the clean system
+    prompt. None when there is neither a solution nor feedback (no teacher for this trajectory)."""
+    parts = []
+    if solution:
+        parts.append(f"A correct solution to this task, from an earlier attempt:\n\n{solution}")
+    if feedback:
+        parts.append(
+            f"Feedback from the environment on your earlier attempt at this task:\n\n{feedback}"
+        )
+    if not parts:
+        return None
+    return "\n\n".join([system_prompt, *parts, "Now solve the original task correctly."])
+
+
+def demonstrations(group_ids: torch.Tensor, success: torch.Tensor) -> list[int | None]:
+    """For each trajectory (T,), the successful sibling it is shown: the first successful one in
+    its group other than itself, or None."""
+    out: list[int | None] = []
+    g, s = group_ids.tolist(), success.tolist()
+    for i in range(len(g)):
+        out.append(next((j for j in range(len(g)) if j != i and g[j] == g[i] and s[j]), None))
+    return out
+
+
+# ---------------------------------------------------------------------- the math
+
+
+def topk_tail(logp: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """log p on the k ids plus the log of the remaining mass: (N, V), (N, k) long -> (N, k+1).
+
+    The tail is a logsumexp over the other V − k entries (exact, no 1 − Σ cancellation)."""
+    top = logp.gather(-1, ids)
+    tail = torch.logsumexp(logp.scatter(-1, ids, float("-inf")), dim=-1, keepdim=True)
+    return torch.cat([top, tail], dim=-1)
+
+
+def _kl(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
+    """KL(p ‖ q) over the last dim: (N, K) log-probs -> (N,)."""
+    return (logp.exp() * (logp - logq)).sum(-1)
+
+
+def generalized_jsd(student: torch.Tensor, teacher: torch.Tensor, alpha: float) -> torch.Tensor:
+    """D_α of the module docstring: (N, K) log-probs -> (N,). The teacher is detached.
+
+    α = 0: KL(T‖S); α = 1: KL(S‖T); otherwise (1−α)·KL(T‖M) + α·KL(S‖M), M = α·T + (1−α)·S."""
+    t = teacher.detach()
+    if alpha == 0:
+        return _kl(t, student)
+    if alpha == 1:
+        return _kl(student, t)
+    m = torch.logsumexp(torch.stack([t + math.log(alpha), student + math.log(1 - alpha)]), dim=0)
+    return (1 - alpha) * _kl(t, m) + alpha * _kl(student, m)
+
+
+def is_weight(logp: torch.Tensor, old_logp: torch.Tensor, eps: float) -> torch.Tensor:
+    """ρ = sg(clip(exp(logp − old_logp), 1 − ε, 1 + ε)): (B, L) -> (B, L), no gradient."""
+    return torch.exp((logp - old_logp).detach()).clamp(1 - eps, 1 + eps)
+
+
+@torch.no_grad()
+def at_positions(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    where: torch.Tensor,
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    micro_rows: int,
+) -> torch.Tensor:
+    """fn(logits predicting the tokens at `where` (n, V), their indices into `where` (n,)) for
+    every [row, pos] of `where` (N, 2), pos ≥ 1, run micro_rows rows at a time so that only the
+    selected positions' logits are ever reduced: -> (N, *fn's trailing shape)."""
+    out = None
+    for r0 in range(0, input_ids.shape[0], micro_rows):
+        r1 = r0 + micro_rows
+        sel = ((where[:, 0] >= r0) & (where[:, 0] < r1)).nonzero().flatten()
+        if sel.numel() == 0:
+            continue
+        width = int(attention_mask[r0:r1].sum(-1).max())  # right-padded: later columns are padding
+        logits = model(
+            input_ids=input_ids[r0:r1, :width], attention_mask=attention_mask[r0:r1, :width]
+        ).logits
+        val = fn(logits[where[sel, 0] - r0, where[sel, 1] - 1].float(), sel)
+        if out is None:
+            out = val.new_zeros((where.shape[0], *val.shape[1:]))
+        out[sel] = val
+    assert out is not None, "at_positions needs at least one position"
+    return out
+
+
+# ---------------------------------------------------------------------- the algorithm
+
+
+@register
+class SDPO(Algorithm):
+    name = "sdpo"
+
+    @dataclass
+    class Config:
+        reprompt: str = "solution+feedback"
+        alpha: float = 0.5
+        topk: int = 20
+        is_clip: float = 0.2
+        teacher: str = "ema"
+        ema_rate: float = 0.05
+        distill_weight: float = 1.0
+        micro_rows: int = 4
+
+    def __init__(self, cfg: Any, ctx: Any):
+        super().__init__(cfg, ctx)
+        if cfg.reprompt not in REPROMPTS:
+            raise ValueError(f"unknown reprompt {cfg.reprompt!r} ({' | '.join(REPROMPTS)})")
+        if cfg.teacher not in ("ema", "live"):
+            raise ValueError(f"unknown teacher {cfg.teacher!r} (ema | live)")
+        for key in ("alpha", "distill_weight", "ema_rate", "is_clip"):
+            if not 0 <= getattr(cfg, key) <= 1:
+                raise ValueError(f"sdpo {key} must be in [0, 1]; got {getattr(cfg, key)}")
+        if cfg.topk < 1 or cfg.micro_rows < 1:
+            raise ValueError("sdpo topk and micro_rows must be ≥ 1")
+        model = ctx.policy.model
+        self.teacher_model = None
+        if cfg.teacher == "ema" and cfg.distill_weight > 0:
+            self.teacher_model = copy.deepcopy(model).eval().requires_grad_(False)
+        self._mask = self._ids = self._teacher = None
+        self._n_distill = 0
+
+    # ------------------------------------------------------------------ teacher weights
+
+    @torch.no_grad()
+    def ema_step(self) -> None:
+        """θ_T ← (1 − τ)·θ_T + τ·θ from the current policy weights; buffers are copied."""
+        if self.teacher_model is None:
+            return
+        model = self.ctx.policy.model
+        for pt, p in zip(self.teacher_model.parameters(), model.parameters(), strict=True):
+            pt.lerp_(p.detach(), self.cfg.ema_rate)
+        for bt, b in zip(self.teacher_model.buffers(), model.buffers(), strict=True):
+            bt.copy_(b)
+
+    # ------------------------------------------------------------------ hooks
+
+    def reprompts(self, batch: TokenBatch) -> list[str | None]:
+        """Each trajectory's teacher system prompt, or None (left out of the distillation)."""
+        demo = demonstrations(batch.group_ids, batch.success)
+        use_solution = self.cfg.reprompt in ("solution+feedback", "solution")
+        use_feedback = self.cfg.reprompt in ("solution+feedback", "feedback")
+        out = []
+        for t in range(len(batch.rewards)):
+            res = batch.meta[t]["result"]
+            has_demo = use_solution and demo[t] is not None
+            solution = render_solution(batch.meta[demo[t]]["result"]) if has_demo else ""
+            feedback = (res.outcome.feedback or "") if use_feedback else ""
+            out.append(reprompt_text(res.system_prompt, solution, feedback))
+        return out
+
+    def prepare(self, batch: TokenBatch) -> dict[str, float]:
+        cfg, policy = self.cfg, self.ctx.policy
+        self.ema_step()
+        systems = self.reprompts(batch)
+        eligible = torch.tensor([s is not None for s in systems])
+        self._mask = batch.loss_mask * eligible[batch.row_traj][:, None].float()  # (B, L)
+        self._n_distill = int(self._mask.sum())
+        self._ids = self._teacher = None
+        stats = {
+            "distill_tokens": float(self._n_distill),
+            "sdpo_excluded_trajs": float((~eligible).sum()),
+        }
+        if cfg.distill_weight == 0 or self._n_distill == 0:
+            return stats
+        B, L = batch.input_ids.shape
+        k = min(cfg.topk, policy.model.config.vocab_size - 1)
+        # K_t: the student's (π_old's) top-k ids at every eligible policy position.
+        where = self._mask.nonzero()  # (N, 2)
+        policy.model.eval()
+        top = at_positions(policy.model, batch.input_ids, batch.attention_mask, where,
+                           lambda lg, _: lg.topk(k, dim=-1).indices, cfg.micro_rows)  # fmt: skip
+        self._ids = torch.zeros((B, L, k), dtype=torch.int32)
+        self._ids[where[:, 0], where[:, 1]] = top.to(torch.int32)
+        # The teacher on the student's own tokens, reprompted; buckets on the same K_t.
+        rows = teacher_rows(policy, batch, lambda t: systems[t])
+        idx = rows.index[self._mask[rows.index[:, 0], rows.index[:, 1]] > 0]  # (N, 4)
+        ids = self._ids[idx[:, 0], idx[:, 1]].long()  # (N, k)
+        teacher = self.teacher_model if self.teacher_model is not None else policy.model
+        tb = rows.batch
+        vals = at_positions(teacher, tb.input_ids, tb.attention_mask, idx[:, 2:],
+                            lambda lg, sel: topk_tail(lg.log_softmax(-1), ids[sel]),
+                            cfg.micro_rows)  # fmt: skip
+        self._teacher = torch.zeros((B, L, k + 1))
+        self._teacher[idx[:, 0], idx[:, 1]] = vals
+        self.last_teacher_rows = rows
+        stats["teacher_topk_mass"] = float((1 - vals[:, -1].exp()).mean())
+        return stats
+
+    def _chunk_weight(self, batch: TokenBatch, rows: torch.Tensor) -> float:
+        """The trainer's scale for this micro-batch's loss (sgcd/trainer.py: Σ_c w_c = 1)."""
+        m = batch.loss_mask
+        if self.ctx.pg.loss_agg == "token-mean":
+            return float(m[rows].sum() / m.sum().clamp(min=1))
+        return float((m[rows].sum(-1) > 0).sum() / (m.sum(-1) > 0).sum().clamp(min=1))
+
+    def loss(self, batch, logp, old_logp, ref_logp, adv_tok, rows, logits=None):
+        """(1 − λ)·L_GRPO + λ·L_distill on micro-batch `rows`. L_distill is scaled by 1 / w_c so
+        that the trainer's weighted sum over micro-batches is the token-mean over all N tokens."""
+        lam = self.cfg.distill_weight
+        pg, stats = super().loss(batch, logp, old_logp, ref_logp, adv_tok, rows)
+        stats["pg_loss"] = float(pg.detach())
+        if lam == 0:
+            return pg, stats
+        if self._mask is None:
+            raise RuntimeError("sdpo: loss called before prepare(batch)")
+        sel = self._mask[rows].nonzero()  # (n, 2) local row, position
+        if sel.numel() == 0:
+            distill = logp.sum() * 0.0  # no eligible token here: a zero that keeps the graph
+        else:
+            r, p = sel[:, 0], sel[:, 1]
+            if logits is None:
+                model = self.ctx.policy.model
+                logits = model(input_ids=batch.input_ids[rows], attention_mask=batch.attention_mask[rows]).logits
+            student = topk_tail(
+                torch.log_softmax(logits[r, p - 1].float(), -1), self._ids[rows][r, p].long()
+            )
+            d = generalized_jsd(student, self._teacher[rows][r, p], self.cfg.alpha)  # (n,)
+            rho = is_weight(logp, old_logp, self.cfg.is_clip)[r, p]
+            distill = (rho * d).sum() / (self._n_distill * self._chunk_weight(batch, rows))
+        stats["distill_loss"] = float(distill.detach())
+        loss = distill if lam == 1 else (1 - lam) * pg + lam * distill
+        return loss, stats
