@@ -90,19 +90,22 @@ def score_cmd(benchmark: str, input_path: Path, output_path: Path, data_dir: Pat
 @click.option("--pass-k", "pass_k", multiple=True, type=int, help="k for pass^k (default: 1..seeds).")
 @click.option("--max-samples", default=None, type=int, help="Episodes run concurrently.")
 @click.option("-M", "--model-arg", "model_args", multiple=True, help="KEY=VALUE for the model provider.")
+@click.option("-B", "--benchmark-arg", "benchmark_args", multiple=True,
+              help="KEY=VALUE for the benchmark (appworld: servers=2; toy: levels=0,1).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--display", default=None, help="inspect display: full, rich, plain, none.")
 def eval_cmd(benchmark, split, model, user_model, seeds, base_seed, temperature, limit, max_steps, max_errors,
-             max_tokens, pass_k, max_samples, model_args, out_dir, display) -> None:  # fmt: skip
+             max_tokens, pass_k, max_samples, model_args, benchmark_args, out_dir, display) -> None:  # fmt: skip
     """Evaluate MODEL on a benchmark split over several seeds; write runs/NAME/."""
     from harness.eval_run import EvalConfig, EvalConfigError, run_eval
     from harness.summary import summary_markdown
 
     margs = dict(a.split("=", 1) for a in model_args)
+    bargs = {k: int(v) if v.isdigit() else v for k, v in (a.split("=", 1) for a in benchmark_args)}
     cfg = EvalConfig(benchmark=benchmark, split=split, model=model, user_model=user_model, seeds=seeds,
                      base_seed=base_seed, temperature=temperature, limit=limit, max_steps=max_steps,
                      max_errors=max_errors, max_tokens=max_tokens, pass_k=list(pass_k),
-                     max_samples=max_samples, model_args=margs)  # fmt: skip
+                     max_samples=max_samples, model_args=margs, benchmark_args=bargs)  # fmt: skip
     try:
         summary = run_eval(cfg, out_dir, display=display)
     except (EvalConfigError, DataError, KeyError, ValueError) as e:
@@ -137,6 +140,27 @@ def train_cmd(algo, benchmark, model, config_path, updates, seed, out_dir) -> No
     rows = trainer.run()
     last = trainer.latest_checkpoint()
     console.print(f"{len(rows)} updates done; checkpoint: {last}; metrics: {trainer.dir / 'metrics.jsonl'}")
+
+
+@main.command("experiment")
+@click.argument("config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="The experiment's directory (default: runs/NAME).")
+def experiment_cmd(config_path: Path, out_dir: Path | None) -> None:
+    """Train every method x seed, evaluate every checkpoint and the base, write one report.
+    Re-running resumes: finished pieces are skipped."""
+    from harness.experiment import Experiment, ExperimentConfig
+
+    try:
+        cfg = ExperimentConfig.load(config_path)
+    except (ValueError, TypeError) as e:
+        raise click.ClickException(str(e)) from e
+    out = out_dir or Path("runs") / cfg.name
+    try:
+        report = Experiment(cfg, out).run()
+    except (ValueError, KeyError, DataError) as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(f"report: {report}")
 
 
 @main.command("demo")

@@ -46,9 +46,17 @@ class EvalConfig:
     pass_k: list[int] = field(default_factory=list)
     max_samples: int | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
+    benchmark_args: dict[str, Any] = field(default_factory=dict)
+
+    def bench(self):
+        from harness.benchmarks import get_benchmark
+
+        return get_benchmark(self.benchmark, **self.benchmark_args)
 
     @property
     def resolved_user_model(self) -> str:
+        if not self.bench().has_user:
+            return "none"  # no simulated user in this benchmark
         return self.user_model or self.model
 
 
@@ -89,10 +97,9 @@ def package_versions(names: tuple[str, ...] = ("sgcd-bench", "inspect-ai", "torc
 
 
 def write_manifest(out_dir: Path, cfg: EvalConfig, extra: dict[str, Any]) -> dict[str, Any]:
-    from harness.benchmarks import get_benchmark
     from harness.models import describe_model
 
-    bench = get_benchmark(cfg.benchmark)
+    bench = cfg.bench()
     manifest = {
         "kind": "eval",
         "benchmark": bench.name,  # e.g. appworld-fixture: never labelled as the real benchmark
@@ -123,9 +130,7 @@ def write_manifest(out_dir: Path, cfg: EvalConfig, extra: dict[str, Any]) -> dic
 
 
 def _task_ids(cfg: EvalConfig) -> list[str]:
-    from harness.benchmarks import get_benchmark
-
-    ids = get_benchmark(cfg.benchmark).split_ids(cfg.split)
+    ids = cfg.bench().split_ids(cfg.split)
     return ids[: cfg.limit] if cfg.limit is not None else ids
 
 
@@ -134,20 +139,22 @@ def build_task(cfg: EvalConfig):
 
     return benchmark_task(
         cfg.benchmark, cfg.split, cfg.seeds, cfg.temperature, cfg.base_seed, cfg.max_steps, cfg.max_errors,
-        cfg.max_tokens, cfg.limit, cfg.pass_k or None,
+        cfg.max_tokens, cfg.limit, cfg.pass_k or None, cfg.benchmark_args or None,
     )  # fmt: skip
 
 
-def run_eval(cfg: EvalConfig, out_dir: Path, display: str | None = None) -> dict[str, Any]:
+def run_eval(cfg: EvalConfig, out_dir: Path, display: str | None = None,
+             extra_manifest: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Run (or resume) the eval; write results and manifest; return the summary."""
     from inspect_ai import eval_set
 
     check_config(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     log_dir = out_dir / "logs"
-    roles = {"user": cfg.resolved_user_model} if cfg.user_model else None
+    roles = {"user": cfg.user_model} if cfg.user_model and cfg.bench().has_user else None
     resumed = any(log_dir.glob("*.eval"))
-    write_manifest(out_dir, cfg, {"resumed": resumed, "status": "running"})
+    extra = dict(extra_manifest or {})
+    write_manifest(out_dir, cfg, {**extra, "resumed": resumed, "status": "running"})
     ok, logs = eval_set(
         tasks=[build_task(cfg)],
         log_dir=str(log_dir),
@@ -162,7 +169,7 @@ def run_eval(cfg: EvalConfig, out_dir: Path, display: str | None = None) -> dict
     )
     rows = results_from_logs(log_dir, cfg)
     write_results(out_dir, rows)
-    write_manifest(out_dir, cfg, {"resumed": resumed, "status": "complete" if ok else "incomplete",
+    write_manifest(out_dir, cfg, {**extra, "resumed": resumed, "status": "complete" if ok else "incomplete",
                                   "logs": [str(lg.location) for lg in logs]})  # fmt: skip
     from harness.summary import summarize
 
@@ -190,12 +197,10 @@ def _num(task_id: str) -> tuple[int, str]:
 
 
 def tidy_row(meta: dict[str, Any], cfg: EvalConfig) -> dict[str, Any]:
-    from harness.benchmarks import get_benchmark
-
     row = {
         "model": cfg.model,
         "user_model": cfg.resolved_user_model,
-        "benchmark": get_benchmark(cfg.benchmark).name,
+        "benchmark": cfg.bench().name,
         "split": cfg.split,
         "task_id": str(meta["task_id"]),
         "scenario_id": meta.get("scenario_id", ""),

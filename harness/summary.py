@@ -37,14 +37,21 @@ def summarize(rows: list[dict[str, Any]], pass_k: list[int]) -> dict[str, Any]:
     for k in pass_k:
         if 1 <= k <= min_trials:
             out[f"pass^{k}"] = pass_hat_k_mean({t: [r["success"] for r in rs] for t, rs in by_task.items()}, k)
+        else:
+            out.setdefault("notes", []).append(
+                f"pass^{k} left out: some task has only {min_trials} scored trial(s) after infrastructure errors"
+            )
     floors = {t: rs[0].get("null_success") for t, rs in by_task.items()}
     if floors and all(v is not None for v in floors.values()):
         out["null_floor"] = sum(bool(v) for v in floors.values()) / len(floors)
     if any(r.get("scenario_id") for r in rows):  # AppWorld: TGC and SGC per seed, mean ± SD
         from harness.appworld.metrics import metrics_by_seed
 
-        m = metrics_by_seed(rows)
-        out.update(tgc_mean=m.tgc_mean, tgc_sd=m.tgc_sd, sgc_mean=m.sgc_mean, sgc_sd=m.sgc_sd)
+        try:
+            m = metrics_by_seed(rows)
+            out.update(tgc_mean=m.tgc_mean, tgc_sd=m.tgc_sd, sgc_mean=m.sgc_mean, sgc_sd=m.sgc_sd)
+        except ValueError as e:  # e.g. a seed whose every episode was an infrastructure error
+            out["tgc_sgc_note"] = f"TGC/SGC not computed: {e}"
     wr = [m for (t, rs), m in zip(by_task.items(), task_means, strict=True) if rs[0].get("write_required")]
     if wr:
         out["write_required_tasks"] = len(wr)
@@ -74,6 +81,9 @@ def summary_markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
         lines.append(f"| null-agent floor (same tasks) | {summary['null_floor']:.3f} |")
     if "write_required_pass@1" in summary:
         lines.append(f"| pass@1 on write-required tasks ({summary['write_required_tasks']}) | {summary['write_required_pass@1']:.3f} |")
+    for note in [summary.get("tgc_sgc_note"), *summary.get("notes", [])]:
+        if note:
+            lines.append(f"\n_{note}_")
     lines += ["", "| how episodes ended | count |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(summary["end_reasons"].items())]
     return "\n".join(lines) + "\n"

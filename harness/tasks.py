@@ -8,6 +8,7 @@ sends seed = base_seed + e - 1 to agent and user, and the score records both.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from inspect_ai import Epochs, Task, task
@@ -105,8 +106,19 @@ def conversation(
 
     bench = get_benchmark(benchmark, **(benchmark_args or {}))
     cfg = LoopConfig(max_steps=max_steps, max_errors=max_errors)
+    # A benchmark with a fixed number of environment servers (AppWorld's pool) runs at most that
+    # many episodes at once; more would hold worker threads waiting for a server (a deadlock).
+    limit = getattr(bench, "max_concurrent", None)
+    gates: dict[int, asyncio.Semaphore] = {}
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
+        if limit is None:
+            return await _solve(state)
+        gate = gates.setdefault(id(asyncio.get_running_loop()), asyncio.Semaphore(limit))
+        async with gate:
+            return await _solve(state)
+
+    async def _solve(state: TaskState) -> TaskState:
         task_id = str(state.metadata["task_id"])
         sampling = Sampling(seed=epoch_seed(seed, state.epoch), temperature=temperature, max_tokens=max_tokens)
         agent_model = get_model()

@@ -337,7 +337,9 @@ class Improvement:
 def training_seeds(
     summaries: list[RunSummary], *, rng: np.random.Generator | int, n_resamples: int = 2_000
 ) -> tuple[list[MethodSeeds], list[Improvement]] | None:
-    """Group runs by method (manifest or column `method`); None unless a method has >= 2 runs."""
+    """Group runs by method (manifest or column `method`); None unless a method has >= 2 runs.
+    Runs without a training seed (e.g. the base checkpoint) are not a method's seed."""
+    summaries = [s for s in summaries if s.train_seed is not None] or summaries
     if any(s.method is None for s in summaries):
         return None
     groups: dict[str, list[RunSummary]] = {}
@@ -386,14 +388,17 @@ def comparison_pairs(
     if not grouped:
         return [(runs[0], r) for r in runs[1:]], []
     seeds = [s.train_seed for s in summaries]
-    if any(t is None for t in seeds):
+    unseeded = [r.name for r, t in zip(runs, seeds, strict=True) if t is None]
+    notes = [f"{', '.join(unseeded)}: no training seed, so summarized but not paired"] if unseeded else []
+    if all(t is None for t in seeds):
         return [], [
             "paired per-task comparisons skipped: runs are grouped by method but lack train_seed"
         ]
-    base = {t: r for r, s, t in zip(runs, summaries, seeds, strict=True) if s.method == methods[0]}
+    first = next(s.method for s in summaries if s.train_seed is not None)
+    base = {t: r for r, s, t in zip(runs, summaries, seeds, strict=True) if s.method == first and t is not None}
     pairs = [
         (base[t], r)
         for r, s, t in zip(runs, summaries, seeds, strict=True)
-        if s.method != methods[0] and t in base
+        if s.method != first and t in base
     ]
-    return pairs, []
+    return pairs, notes

@@ -202,7 +202,8 @@ class SGCD(Algorithm):
             rows = (batch.row_traj == t).nonzero().flatten()
             m = batch.loss_mask[rows] > 0
             wt = w[rows][m]
-            per_traj.append({"traj": t, "advantage": float(traj_adv[t]), "success": bool(batch.success[t]),
+            per_traj.append({"traj": t, "turns": len(batch.meta[t]["result"].traces),
+                             "advantage": float(traj_adv[t]), "success": bool(batch.success[t]),
                              "weight_mean": float(wt.mean()) if wt.numel() else None,
                              "weight_std": float(wt.std()) if wt.numel() > 1 else None,
                              "d_mean": float(self._d[rows][m].mean()) if wt.numel() else None})  # fmt: skip

@@ -39,6 +39,7 @@ class TrainConfig:
 
     algo: str = "grpo"
     benchmark: str = "toy"
+    benchmark_args: dict[str, Any] = field(default_factory=dict)
     model: str = "local/smollm2"
     split: str = "train"
     seed: int = 0
@@ -94,10 +95,10 @@ class TrainConfig:
         import tomli_w
 
         d = dataclasses.asdict(self)
-        algo_cfg = d.pop("algo_config")
+        tables = {k: d.pop(k) for k in ("benchmark_args", "algo_config")}
         d = {k: v for k, v in d.items() if v is not None}
         return "# budget: updates x groups_per_update kept groups of group_size siblings\n" + tomli_w.dumps(
-            {**d, "algo_config": algo_cfg}
+            {**d, **tables}
         )
 
 
@@ -118,7 +119,7 @@ class Trainer:
         self.ckpt_dir = self.dir / "checkpoints"
         self.dir.mkdir(parents=True, exist_ok=True)
         torch.set_num_threads(cfg.threads)
-        self.bench = get_benchmark(cfg.benchmark)
+        self.bench = get_benchmark(cfg.benchmark, **cfg.benchmark_args)
         self.task_ids = self.bench.split_ids(cfg.split)
         self.algo_cls = get_algorithm(cfg.algo)
         self._check_config()
@@ -204,7 +205,9 @@ class Trainer:
         self.policy.tokenizer.save_pretrained(tmp)
         torch.save(self.opt.state_dict(), tmp / "optimizer.pt")
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "algo": self.cfg.algo}))
-        (tmp / "SOURCE.txt").write_text(f"{self.cfg.algo} step {step} from {self.cfg.model}\n")
+        from harness.models import describe_model
+
+        (tmp / "SOURCE.txt").write_text(f"{self.cfg.algo} step {step} from {describe_model(self.cfg.model)}\n")
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

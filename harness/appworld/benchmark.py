@@ -65,6 +65,11 @@ class AppWorld:
         self._lock = threading.Lock()
 
     @property
+    def max_concurrent(self) -> int:
+        """Episodes that can run at once: one per server of the pool."""
+        return self.pool_config.size
+
+    @property
     def pool(self) -> ServerPool:
         with self._lock:
             if self._pool is None:

@@ -6,7 +6,15 @@ from typing import Any
 
 from harness.records import EndReason, Message, ToolCall
 from harness.toy.episode import ToyEpisode
-from harness.toy.tasks import DEFAULT_LEVELS, GENERATOR_VERSION, LEVELS, SPLITS, make_task, parse_task_id, split_ids
+from harness.toy.tasks import (
+    DEFAULT_LEVELS,
+    GENERATOR_VERSION,
+    LEVELS,
+    SPLITS,
+    make_task,
+    parse_task_id,
+    split_ids,
+)
 
 
 def parse_levels(levels: str | int | tuple[int, ...] | list[int] | None) -> tuple[int, ...]:
