@@ -50,7 +50,9 @@ class SFT(Algorithm):
         for traj in range(n):
             task_id = rng.choice(task_ids)
             start = bench.episode(task_id).reset()
-            msgs = list(start.messages) + bench.scripted_messages(task_id)
+            msgs = bench.scripted_messages(task_id)  # the whole conversation, opening messages included
+            if msgs[: len(start.messages)] != list(start.messages):
+                raise ValueError(f"{bench.name}: scripted conversation of {task_id} does not start as the episode does")
             segments += segments_from_turns(scripted_turns(self.ctx.policy, start, msgs), traj)
         pad = self.ctx.policy.tokenizer.pad_token_id or 0
         return collate(segments, list(range(n)), [1.0] * n, [True] * n, pad)

@@ -70,17 +70,20 @@ class Policy:
         self._next_key = 0
 
     @classmethod
-    def load(cls, path: str | Path, threads: int | None = None, dtype: str = "float32", **kwargs: Any) -> Policy:
+    def load(cls, path: str | Path, threads: int | None = None, dtype: str = "float32", device: str | None = None,
+             **kwargs: Any) -> Policy:  # fmt: skip
+        """device: None = the first CUDA GPU when there is one, else the CPU."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if threads:
             torch.set_num_threads(threads)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         path = Path(path).expanduser()
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path} is not a Hugging Face model folder (no config.json)")
         tok = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)
         model.eval()
         return cls(model, tok, name=str(path), **kwargs)
 
@@ -176,9 +179,10 @@ class Policy:
             if seed is not None:
                 torch.manual_seed(seed + len(prompt))  # a fresh, reproducible stream per turn
             sample = temperature > 0
+            dev = self.model.device
             out = self.model.generate(
-                input_ids=torch.tensor([prompt]),
-                attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                input_ids=torch.tensor([prompt], device=dev),
+                attention_mask=torch.ones(1, len(prompt), dtype=torch.long, device=dev),
                 **{_CACHE_ARG: cache},
                 max_new_tokens=budget,
                 do_sample=sample,
@@ -194,7 +198,8 @@ class Policy:
             seq = out.sequences[0].tolist()
             completion = seq[len(prompt):]
             logits = torch.stack(out.logits, dim=1)[0].float()  # (T, V), raw (temperature 1)
-            logprobs = torch.log_softmax(logits, dim=-1).gather(1, torch.tensor(completion)[:, None])[:, 0].tolist()
+            picked = torch.tensor(completion, device=logits.device)[:, None]
+            logprobs = torch.log_softmax(logits, dim=-1).gather(1, picked)[:, 0].tolist()
             new_cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
             if new_cache is not None:
                 self._put_cache(seq[: new_cache.get_seq_length()], new_cache)

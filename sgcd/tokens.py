@@ -114,13 +114,15 @@ def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Te
 
     input_ids, attention_mask: (B, L) -> logprobs (B, L) [, entropy (B, L)] [, logits (B, L, V)].
     """
-    full = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    dev = model.device  # batches live on the CPU; results come back there (differentiably)
+    ids = input_ids.to(dev)
+    full = model(input_ids=ids, attention_mask=attention_mask.to(dev)).logits
     logits = full[:, :-1].float()
     logp_all = torch.log_softmax(logits, dim=-1)
-    lp = torch.nn.functional.pad(logp_all.gather(-1, input_ids[:, 1:, None])[..., 0], (1, 0))
+    lp = torch.nn.functional.pad(logp_all.gather(-1, ids[:, 1:, None])[..., 0], (1, 0)).cpu()
     out = [lp]
     if with_entropy:
-        out.append(torch.nn.functional.pad(-(logp_all.exp() * logp_all).sum(-1), (1, 0)))
+        out.append(torch.nn.functional.pad(-(logp_all.exp() * logp_all).sum(-1), (1, 0)).cpu())
     if return_logits:
-        out.append(full)
+        out.append(full.cpu())
     return out[0] if len(out) == 1 else tuple(out)

@@ -73,6 +73,6 @@ def toy_tiny_dir(tmp_path_factory):
     corpus = []
     for tid in bench.split_ids("train")[:200]:
         st = bench.episode(tid).reset()
-        msgs = to_template_messages(st.system_prompt, st.tools, list(st.messages) + bench.scripted_messages(tid))
+        msgs = to_template_messages(st.system_prompt, st.tools, bench.scripted_messages(tid))
         corpus.append("\n".join(m["content"] for m in msgs))
     return build_tiny_model(tmp_path_factory.mktemp("toy_tiny") / "model", corpus, vocab_size=512, max_context=1024)

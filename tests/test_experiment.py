@@ -90,3 +90,20 @@ def test_rerun_skips_finished_pieces(experiment):
     manifest = json.loads((out / "manifest.json").read_text())
     statuses = {p["name"]: p["status"] for p in manifest["pieces"]}
     assert all(s.startswith("skipped") for n, s in statuses.items() if n != "report.md"), statuses
+
+
+@pytest.mark.parametrize("name", ["demo.toml", "tau3-airline-paper.toml", "appworld-paper.toml"])
+def test_shipped_configs_parse(name):
+    from pathlib import Path
+
+    from harness.experiment import ExperimentConfig
+    from sgcd.algorithms import get_algorithm
+    from sgcd.trainer import TrainConfig
+
+    cfg = ExperimentConfig.load(Path(__file__).parents[1] / "configs" / name)
+    TrainConfig(**cfg.train)  # every [train] key is a TrainConfig key
+    if cfg.warm_start:
+        TrainConfig(**cfg.warm_start)
+    for m in cfg.methods:
+        algo = get_algorithm(m.algo)
+        algo.Config(**m.algo_config)  # every [algo] key is the algorithm's
