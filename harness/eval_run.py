@@ -47,6 +47,8 @@ class EvalConfig:
     max_samples: int | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
     benchmark_args: dict[str, Any] = field(default_factory=dict)
+    max_retries: int = 3  # per model call; then the episode is an infra_error (retried once)
+    timeout: int = 600  # seconds per model call, retries included
 
     def bench(self):
         from harness.benchmarks import get_benchmark
@@ -143,6 +145,18 @@ def build_task(cfg: EvalConfig):
     )  # fmt: skip
 
 
+def env_base_url(model: str) -> str | None:
+    """The base URL an inspect provider would read from the environment (openai-api/SERVICE/…
+    reads SERVICE_BASE_URL; vllm/… reads VLLM_BASE_URL). Passing it explicitly makes it part of
+    inspect's model cache key, so a changed URL is never served by a stale client."""
+    parts = model.split("/")
+    if parts[0] == "openai-api" and len(parts) > 2:
+        return os.environ.get(f"{parts[1].upper().replace('-', '_')}_BASE_URL")
+    if parts[0] == "vllm":
+        return os.environ.get("VLLM_BASE_URL")
+    return None
+
+
 def run_eval(cfg: EvalConfig, out_dir: Path, display: str | None = None,
              extra_manifest: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
     """Run (or resume) the eval; write results and manifest; return the summary."""
@@ -151,7 +165,11 @@ def run_eval(cfg: EvalConfig, out_dir: Path, display: str | None = None,
     check_config(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     log_dir = out_dir / "logs"
-    roles = {"user": cfg.user_model} if cfg.user_model and cfg.bench().has_user else None
+    from inspect_ai.model import get_model
+
+    roles = None
+    if cfg.user_model and cfg.bench().has_user:
+        roles = {"user": get_model(cfg.user_model, base_url=env_base_url(cfg.user_model))}
     resumed = any(log_dir.glob("*.eval"))
     extra = dict(extra_manifest or {})
     write_manifest(out_dir, cfg, {**extra, "resumed": resumed, "status": "running"})
@@ -159,8 +177,11 @@ def run_eval(cfg: EvalConfig, out_dir: Path, display: str | None = None,
         tasks=[build_task(cfg)],
         log_dir=str(log_dir),
         model=cfg.model,
+        model_base_url=env_base_url(cfg.model),
         model_args=cfg.model_args,
         model_roles=roles,
+        max_retries=cfg.max_retries,
+        timeout=cfg.timeout,
         max_samples=cfg.max_samples,
         display=display,
         retry_attempts=1,

@@ -96,3 +96,19 @@ def test_resume_after_kill_loses_nothing(domain, tmp_path):
     assert finished_before and not set(finished_before) & set(second), (first, second)
     df = pd.read_parquet(out / "results.parquet")
     assert sorted(df.task_id, key=int) == ["2", "6", "8", "13", "16"] and df.reward.eq(1.0).all()
+
+
+def test_a_dead_model_server_is_recorded_as_infra_error(monkeypatch, tmp_path):
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("DEAD_BASE_URL", f"http://127.0.0.1:{port}/v1")
+    monkeypatch.setenv("DEAD_API_KEY", "k")
+    cfg = EvalConfig(benchmark="tau3-airline", split="test", model="openai-api/dead/model", limit=2,
+                     max_retries=0, timeout=10)  # fmt: skip
+    summary = run_eval(cfg, tmp_path / "run", display="none")
+    df = pd.read_parquet(tmp_path / "run" / "results.parquet")
+    assert len(df) == 2 and df.infra_error.all() and df.end_reason.eq("infra_error").all()
+    assert summary["infra_errors"] == 2 and summary["n_tasks"] == 0
