@@ -112,3 +112,14 @@ def test_a_dead_model_server_is_recorded_as_infra_error(monkeypatch, tmp_path):
     df = pd.read_parquet(tmp_path / "run" / "results.parquet")
     assert len(df) == 2 and df.infra_error.all() and df.end_reason.eq("infra_error").all()
     assert summary["infra_errors"] == 2 and summary["n_tasks"] == 0
+
+
+def test_context_overflow_ends_the_episode(tiny_model_dir, tmp_path):
+    """A prompt longer than the model's context ends the episode with context_overflow."""
+    result = CliRunner().invoke(main, [
+        "eval", "--model", f"local/{tiny_model_dir}", "--limit", "1", "--max-steps", "6", "--max-tokens", "8",
+        "-M", "max_context=600", "--out", str(tmp_path / "run"), "--display", "none",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    df = pd.read_parquet(tmp_path / "run" / "results.parquet")
+    assert df.end_reason.tolist() == ["context_overflow"] and df.reward.tolist() == [0.0]
