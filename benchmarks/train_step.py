@@ -21,20 +21,13 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.benchmarks import get_benchmark  # noqa: E402
 from harness.tiny_model import build_tiny_model  # noqa: E402
-from harness.toolcalls import to_template_messages  # noqa: E402
+from harness.toy.benchmark import scripted_corpus  # noqa: E402
 from sgcd.trainer import TrainConfig, Trainer  # noqa: E402
 
 
 def tiny_model(root: Path) -> Path:
-    bench = get_benchmark("toy")
-    corpus = []
-    for tid in bench.split_ids("train")[:200]:
-        st = bench.episode(tid).reset()
-        msgs = to_template_messages(st.system_prompt, st.tools, bench.scripted_messages(tid))
-        corpus.append("\n".join(m["content"] for m in msgs))
-    return build_tiny_model(root / "tiny", corpus, vocab_size=512, hidden=128, max_context=1024)
+    return build_tiny_model(root / "tiny", scripted_corpus(200), vocab_size=512, hidden=128, max_context=1024)
 
 
 def measure(model: str, root: Path, repeats: int) -> list[tuple[str, float, float, int]]:

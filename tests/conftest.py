@@ -64,15 +64,9 @@ def toy_tiny_dir(tmp_path_factory):
     """A tiny random Llama whose tokenizer was trained on rendered toy conversations."""
     import torch
 
-    from harness.benchmarks import get_benchmark
     from harness.tiny_model import build_tiny_model
-    from harness.toolcalls import to_template_messages
+    from harness.toy.benchmark import scripted_corpus
 
     torch.set_num_threads(2)
-    bench = get_benchmark("toy")
-    corpus = []
-    for tid in bench.split_ids("train")[:200]:
-        st = bench.episode(tid).reset()
-        msgs = to_template_messages(st.system_prompt, st.tools, bench.scripted_messages(tid))
-        corpus.append("\n".join(m["content"] for m in msgs))
-    return build_tiny_model(tmp_path_factory.mktemp("toy_tiny") / "model", corpus, vocab_size=512, max_context=1024)
+    return build_tiny_model(tmp_path_factory.mktemp("toy_tiny") / "model", scripted_corpus(200), vocab_size=512,
+                            max_context=1024)  # fmt: skip

@@ -91,3 +91,17 @@ def scripted_messages(task_id: str) -> list[Message]:
             Message(role="tool", content=result.content, tool_call_id=call.id, error=result.error)
         )
     return msgs
+
+
+def scripted_corpus(n: int = 200, levels: str | None = "0,1,2,3") -> list[str]:
+    """Rendered scripted conversations of the first `n` train tasks: text to train a tiny
+    tokenizer on, so tiny test models tokenize toy prompts compactly."""
+    from harness.toolcalls import to_template_messages
+
+    bench = Toy(levels)
+    out = []
+    for tid in bench.split_ids("train")[:n]:
+        start = bench.episode(tid).reset()
+        msgs = to_template_messages(start.system_prompt, start.tools, scripted_messages(tid))
+        out.append("\n".join(m["content"] for m in msgs))
+    return out
