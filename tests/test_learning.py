@@ -48,3 +48,32 @@ def test_grpo_raises_held_out_success_on_toy(warm_start):
     print(msg)
     assert after >= before + 0.25, msg
     assert sum(r.get("groups_kept", 0) for r in rows) > 0, msg
+
+
+def test_sgcd_raises_held_out_success_on_toy(warm_start, monkeypatch):
+    """Same warm start, budget and seeds as the GRPO test. SGCD's credit comes from a scripted
+    OpenAI-compatible server on 127.0.0.1 (credit follows each sibling's success)."""
+    from credit_server import CreditServer
+
+    algo = "sgcd"
+    root, ckpt = warm_start
+    algo_config = {"provider": "openai"}
+    with CreditServer("good") as srv:
+        monkeypatch.setenv("SGCD_CREDIT_BASE_URL", srv.base_url)
+        monkeypatch.setenv("SGCD_CREDIT_MODEL", "credit")
+        cfg = TrainConfig(algo=algo, benchmark="toy", benchmark_args={"levels": "0"}, model=f"local/{ckpt}",
+                          updates=12, groups_per_update=4, group_size=8, max_groups_sampled=8, lr=2e-4,
+                          max_new_tokens=24, max_steps=6, max_errors=2, micro_batch_rows=16, checkpoint_every=12,
+                          algo_config=algo_config)  # fmt: skip
+        trainer = Trainer(cfg, root / algo)
+        held_out = trainer.bench.split_ids("test")[:64]
+        loop = LoopConfig(max_steps=6, max_errors=2)
+        before = evaluate_policy(trainer.bench, held_out, trainer.policy, loop, max_new_tokens=24)
+        rows = trainer.run(progress=False)
+        after = evaluate_policy(trainer.bench, held_out, trainer.policy, loop, max_new_tokens=24)
+    curve = [round(r.get("success_rate", 0.0), 2) for r in rows]
+    msg = f"{algo}: held-out greedy success {before:.3f} -> {after:.3f}; training success per update {curve}"
+    print(msg)
+    assert after >= before + 0.25, msg
+    assert srv.calls > 0
+    assert all(r["credit_parsed"] == r["credit_groups"] for r in rows if "credit_groups" in r)

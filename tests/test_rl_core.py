@@ -96,3 +96,29 @@ def test_dynamic_sampling_stops_at_the_cap(monkeypatch):
     got = collect_groups(None, ["a"], None, groups_per_update=2, group_size=2, max_groups_sampled=3,
                          dynamic_sampling=True, sampling=None, loop=None, rng=random.Random(0))  # fmt: skip
     assert got.kept == [] and got.sampled == 3 and got.dropped_all_fail == 3
+
+
+def test_loss_mask_covers_exactly_the_policys_own_tokens_in_a_real_conversation(tiny_model_dir, domain):
+    """A τ³ episode (tool results and simulated-user turns included) played by a tiny Policy:
+    mask = 1 exactly on the sampled completion tokens, never on tool or user text."""
+    import asyncio
+
+    from harness.benchmarks import get_benchmark
+    from harness.loop import LoopConfig, run_episode
+    from harness.policy import Policy
+    from sgcd.rollout import PolicyAgent, PolicyUser, Sampling
+
+    policy = Policy.load(tiny_model_dir, threads=2)
+    bench = get_benchmark("tau3-airline")
+    sampling = Sampling(temperature=1.0, max_new_tokens=8)
+    res = asyncio.run(run_episode(lambda: bench.episode("8"), PolicyAgent(policy, sampling, 1),
+                                  PolicyUser(policy, sampling, 1), LoopConfig(max_steps=7)))  # fmt: skip
+    turns = [(t["prompt_ids"], t["completion_ids"]) for t in res.traces]
+    assert len(turns) >= 2 and any(m.role == "user" for m in res.messages[1:])
+    rows = segments_from_turns(turns, traj=0)
+    masked = [i for r in rows for i, m in zip(r.ids, r.mask, strict=True) if m]
+    assert masked == [i for _, c in turns for i in c]
+    for r in rows:  # every unmasked token is prompt: the system prompt, tool results, user turns
+        for (start, end), t in zip(r.turn_spans, r.turns, strict=True):
+            assert r.ids[start:end] == turns[t][1] and all(r.mask[start:end])
+        assert sum(r.mask) == sum(end - start for start, end in r.turn_spans)
