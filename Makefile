@@ -31,12 +31,12 @@ lint: setup
 	$(BIN)/ruff check harness sgcd baselines reports tests benchmarks
 
 # The demo: reference trajectories scored on every τ³-airline task, then the embedded SmolLM2
-# (dequantized Q4_1 GGUF) evaluated on the first 3 test tasks x 2 seeds at temperature 0.7, with
+# (dequantized Q4_1 GGUF) evaluated on the first 2 test tasks x 2 seeds at temperature 0.7, with
 # at most 12 messages per episode and 64 tokens per reply, so it ends in about ten minutes on 2 cores.
 demo: data
 	$(BIN)/sgcd-bench demo
-	@echo "Bounds: 3 test tasks x 2 seeds, temperature 0.7, max 12 messages per episode, 64 tokens per reply."
-	$(BIN)/sgcd-bench eval --benchmark tau3-airline --split test --model local/smollm2 --limit 3 --seeds 2 \
+	@echo "Bounds: 2 test tasks x 2 seeds, temperature 0.7, max 12 messages per episode, 64 tokens per reply."
+	$(BIN)/sgcd-bench eval --benchmark tau3-airline --split test --model local/smollm2 --limit 2 --seeds 2 \
 		--temperature 0.7 --max-steps 12 --max-tokens 64 --out runs/demo-tau3 --display plain
 	@echo "summary: runs/demo-tau3/summary.md"
 
