@@ -34,7 +34,6 @@ FIXTURE_MARKER = (
     "sgcd_fixture.json"  # present only in a data folder built by harness.appworld.fixture
 )
 READY_MARKER = ".sgcd-appworld-ready"
-DATA_URL = "https://s3.us-west-2.amazonaws.com/appworld.dev/data-0.1.0.bundle"
 SETUP_HINT = "run `sgcd-bench appworld setup`"
 DATA_HINT = "run `sgcd-bench appworld setup` (once) and then `sgcd-bench appworld data`"
 
@@ -225,13 +224,13 @@ def download_data(
             _run([str(appworld), "download", "data", "--root", str(staging)], env=env, cwd=staging)
         except AppWorldSetupError as e:
             raise AppWorldSetupError(
-                f"downloading AppWorld's data from its host ({DATA_URL}) failed; this needs "
-                f"internet access to that host. {root / 'data'} is unchanged.\n{e}"
+                f"downloading AppWorld's data from its own host failed; this needs internet "
+                f"access to that host. {root / 'data'} is unchanged.\n{e}"
             ) from e
         if not (staging / "data" / "tasks").is_dir():
             raise AppWorldSetupError(
                 f"`appworld download data` finished without data/tasks: the download from "
-                f"AppWorld's host ({DATA_URL}) failed. {root / 'data'} is unchanged."
+                f"AppWorld's own host failed. {root / 'data'} is unchanged."
             )
         old = root / ".sgcd-data-old"
         shutil.rmtree(old, ignore_errors=True)
