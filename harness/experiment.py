@@ -179,19 +179,12 @@ class Experiment:
 
     def _report(self, evals: list[Path], train_logs: list[Path]) -> Path:
         from reports.build import Options, build_report
-        from sgcd.audit import audit_markdown, summarize_audit
 
         out = self.dir / "report.md"
         t0 = time.perf_counter()
         published = Path(self.cfg.published) if self.cfg.published else None
-        build_report(evals, out, Options(), train_logs=train_logs, published=published)
-        audits = {p.parent.parent.name: summarize_audit(p.parent) for p in train_logs
-                  if any(m.algo == "sgcd" and p.parent.parent.name.startswith(f"{m.name}-s") for m in self.cfg.methods)}  # fmt: skip
-        header = self._header()
-        body = out.read_text()
-        if audits:
-            body += "\n" + audit_markdown(audits)
-        out.write_text(header + body)
+        build_report(evals, out, Options(), train_logs=train_logs, published=published)  # + credit audit
+        out.write_text(self._header() + out.read_text())
         self._record("report", "report.md", "ran", time.perf_counter() - t0, out)
         return out
 

@@ -164,5 +164,23 @@ def build_report(
         report.notes.append(
             f"{len(logs)} training log(s) given; learning curves not drawn (--no-plots)"
         )
-    out.write_text(render(report))
+    text = render(report)
+    audits = _credit_audits(log_paths.values())
+    if audits:
+        from sgcd.audit import audit_markdown
+
+        text += "\n" + audit_markdown(audits)
+    out.write_text(text)
     return report
+
+
+def _credit_audits(train_logs) -> dict:
+    """SGCD runs write credit/ beside metrics.jsonl: their audits, by run label."""
+    from sgcd.audit import summarize_audit
+
+    audits = {}
+    for path in train_logs:
+        train_dir = Path(path).parent
+        if (train_dir / "credit").is_dir():
+            audits[_log_label(Path(path))] = summarize_audit(train_dir)
+    return audits
