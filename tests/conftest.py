@@ -70,3 +70,26 @@ def toy_tiny_dir(tmp_path_factory):
     torch.set_num_threads(2)
     return build_tiny_model(tmp_path_factory.mktemp("toy_tiny") / "model", scripted_corpus(200), vocab_size=512,
                             max_context=1024)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def appworld_python() -> Path:
+    """The AppWorld venv's Python (built once per machine if missing: about a minute)."""
+    from harness.appworld.install import AppWorldSetupError, require_venv, setup_venv
+
+    try:
+        return require_venv()
+    except AppWorldSetupError:
+        setup_venv()
+        return require_venv()
+
+
+@pytest.fixture(scope="session")
+def fixture_root(tmp_path_factory, appworld_python) -> Path:
+    """An AppWorld-format data folder built at test time (never committed), shared by the
+    engine and the eval tests so it is built once per session."""
+    from harness.appworld.fixture import build_fixture
+
+    root = tmp_path_factory.mktemp("appworld-fixture")
+    build_fixture(root)
+    return root

@@ -19,30 +19,14 @@ import pandas as pd
 import pytest
 
 from harness.appworld.benchmark import AppWorld
-from harness.appworld.fixture import FIXTURE_TASKS, TASKS_BY_ID, build_fixture
-from harness.appworld.install import AppWorldSetupError, appworld_env, require_venv, setup_venv
+from harness.appworld.fixture import FIXTURE_TASKS, TASKS_BY_ID
+from harness.appworld.install import appworld_env
 from harness.appworld.metrics import metrics_by_seed, scenario_id
 from harness.appworld.pool import PoolConfig, ServerPool
 from harness.loop import LoopConfig, Reply, run_episode
 from harness.records import EndReason, Message, ToolCall
 
 LOOP = LoopConfig(max_steps=30)
-
-
-@pytest.fixture(scope="session")
-def appworld_python() -> Path:
-    try:
-        return require_venv()
-    except AppWorldSetupError:
-        setup_venv()  # slow, once per machine
-        return require_venv()
-
-
-@pytest.fixture(scope="session")
-def fixture_root(tmp_path_factory, appworld_python) -> Path:
-    root = tmp_path_factory.mktemp("appworld-fixture")
-    build_fixture(root)
-    return root
 
 
 @pytest.fixture(scope="session")

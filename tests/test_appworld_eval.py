@@ -25,8 +25,7 @@ import pandas as pd
 import pytest
 
 from harness.appworld.benchmark import AppWorld
-from harness.appworld.fixture import FIXTURE_SPLITS, FIXTURE_TASKS, build_fixture
-from harness.appworld.install import AppWorldSetupError, require_venv, setup_venv
+from harness.appworld.fixture import FIXTURE_SPLITS, FIXTURE_TASKS
 from harness.appworld.metrics import scenario_id
 from harness.appworld.prompt import TOOL_NAME
 from harness.eval_run import EvalConfig, run_eval
@@ -35,36 +34,20 @@ TRAIN = FIXTURE_SPLITS["train"]  # two scenarios of three tasks: 5ca1ab1_{1,2,3}
 TASK_PREFIX = "My task for you:\n"  # harness.appworld.prompt.task_message
 
 
-# -- session set-up (as in test_appworld_engine, whose fixtures are module-local) ---------------
-
-
-@pytest.fixture(scope="session")
-def appworld_venv_python() -> Path:
-    try:
-        return require_venv()
-    except AppWorldSetupError:
-        setup_venv()  # slow, once per machine
-        return require_venv()
-
-
-@pytest.fixture(scope="session")
-def eval_fixture_root(tmp_path_factory, appworld_venv_python) -> Path:
-    root = tmp_path_factory.mktemp("appworld-eval-fixture")
-    build_fixture(root)
-    return root
+# -- set-up: the AppWorld venv and fixture folder are the session fixtures of conftest.py --------
 
 
 @pytest.fixture(scope="module")
-def harness_appworld(eval_fixture_root) -> Iterator[AppWorld]:
+def harness_appworld(fixture_root) -> Iterator[AppWorld]:
     """The harness's own cached `appworld` benchmark (what run_eval uses), on the fixture root."""
     from harness import benchmarks
 
     key = ("appworld", ())
     previous = benchmarks._CACHE.pop(key, None)
     with pytest.MonkeyPatch.context() as mp:  # only while it is made: the root stays with it
-        mp.setenv("SGCD_APPWORLD_ROOT", str(eval_fixture_root))
+        mp.setenv("SGCD_APPWORLD_ROOT", str(fixture_root))
         bench = benchmarks.get_benchmark("appworld")
-    assert isinstance(bench, AppWorld) and bench.root == eval_fixture_root.resolve()
+    assert isinstance(bench, AppWorld) and bench.root == fixture_root.resolve()
     try:
         yield bench
     finally:

@@ -32,20 +32,28 @@ def warm_start(tmp_path_factory):
     return root, root / "sft" / "train" / "checkpoints" / "step-60"
 
 
-def test_grpo_raises_held_out_success_on_toy(warm_start):
+def train_and_measure(warm_start, algo: str, **algo_config):
+    """Train `algo` from the warm start on the shared budget; held-out greedy success before and
+    after (64 level-0 test tasks), the metrics rows, and a message with the figures."""
     root, ckpt = warm_start
-    cfg = TrainConfig(algo="grpo", benchmark="toy", benchmark_args={"levels": "0"}, model=f"local/{ckpt}",
+    cfg = TrainConfig(algo=algo, benchmark="toy", benchmark_args={"levels": "0"}, model=f"local/{ckpt}",
                       updates=12, groups_per_update=4, group_size=8, max_groups_sampled=8, lr=2e-4,
-                      max_new_tokens=24, max_steps=6, max_errors=2, micro_batch_rows=16, checkpoint_every=12)  # fmt: skip
-    trainer = Trainer(cfg, root / "grpo")
+                      max_new_tokens=24, max_steps=6, max_errors=2, micro_batch_rows=16, checkpoint_every=12,
+                      algo_config=algo_config)  # fmt: skip
+    trainer = Trainer(cfg, root / algo)
     held_out = trainer.bench.split_ids("test")[:64]
     loop = LoopConfig(max_steps=6, max_errors=2)
     before = evaluate_policy(trainer.bench, held_out, trainer.policy, loop, max_new_tokens=24)
     rows = trainer.run(progress=False)
     after = evaluate_policy(trainer.bench, held_out, trainer.policy, loop, max_new_tokens=24)
     curve = [round(r.get("success_rate", 0.0), 2) for r in rows]
-    msg = f"held-out greedy success {before:.3f} -> {after:.3f} over 64 tasks; training success per update {curve}"
+    msg = f"{algo}: held-out greedy success {before:.3f} -> {after:.3f} over 64 tasks; training success per update {curve}"
     print(msg)
+    return before, after, rows, msg
+
+
+def test_grpo_raises_held_out_success_on_toy(warm_start):
+    before, after, rows, msg = train_and_measure(warm_start, "grpo")
     assert after >= before + 0.25, msg
     assert sum(r.get("groups_kept", 0) for r in rows) > 0, msg
 
@@ -55,25 +63,10 @@ def test_sgcd_raises_held_out_success_on_toy(warm_start, monkeypatch):
     OpenAI-compatible server on 127.0.0.1 (credit follows each sibling's success)."""
     from credit_server import CreditServer
 
-    algo = "sgcd"
-    root, ckpt = warm_start
-    algo_config = {"provider": "openai"}
     with CreditServer("good") as srv:
         monkeypatch.setenv("SGCD_CREDIT_BASE_URL", srv.base_url)
         monkeypatch.setenv("SGCD_CREDIT_MODEL", "credit")
-        cfg = TrainConfig(algo=algo, benchmark="toy", benchmark_args={"levels": "0"}, model=f"local/{ckpt}",
-                          updates=12, groups_per_update=4, group_size=8, max_groups_sampled=8, lr=2e-4,
-                          max_new_tokens=24, max_steps=6, max_errors=2, micro_batch_rows=16, checkpoint_every=12,
-                          algo_config=algo_config)  # fmt: skip
-        trainer = Trainer(cfg, root / algo)
-        held_out = trainer.bench.split_ids("test")[:64]
-        loop = LoopConfig(max_steps=6, max_errors=2)
-        before = evaluate_policy(trainer.bench, held_out, trainer.policy, loop, max_new_tokens=24)
-        rows = trainer.run(progress=False)
-        after = evaluate_policy(trainer.bench, held_out, trainer.policy, loop, max_new_tokens=24)
-    curve = [round(r.get("success_rate", 0.0), 2) for r in rows]
-    msg = f"{algo}: held-out greedy success {before:.3f} -> {after:.3f}; training success per update {curve}"
-    print(msg)
+        before, after, rows, msg = train_and_measure(warm_start, "sgcd", provider="openai")
     assert after >= before + 0.25, msg
     assert srv.calls > 0
     assert all(r["credit_parsed"] == r["credit_groups"] for r in rows if "credit_groups" in r)
