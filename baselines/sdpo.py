@@ -58,7 +58,7 @@ import torch
 
 from sgcd.algorithms import Algorithm, register
 from sgcd.teacher import teacher_rows
-from sgcd.tokens import TokenBatch
+from sgcd.tokens import TokenBatch, position_logits, token_logprobs
 
 REPROMPTS = ("solution+feedback", "solution", "feedback")
 
@@ -149,18 +149,21 @@ def at_positions(
 ) -> torch.Tensor:
     """fn(logits predicting the tokens at `where` (n, V), their indices into `where` (n,)) for
     every [row, pos] of `where` (N, 2), pos ≥ 1, run micro_rows rows at a time so that only the
-    selected positions' logits are ever reduced: -> (N, *fn's trailing shape)."""
+    selected positions' logits are ever computed: -> (N, *fn's trailing shape)."""
     out = None
+    L = input_ids.shape[1]
     for r0 in range(0, input_ids.shape[0], micro_rows):
         r1 = r0 + micro_rows
         sel = ((where[:, 0] >= r0) & (where[:, 0] < r1)).nonzero().flatten()
         if sel.numel() == 0:
             continue
-        width = int(attention_mask[r0:r1].sum(-1).max())  # right-padded: later columns are padding
-        logits = model(
-            input_ids=input_ids[r0:r1, :width], attention_mask=attention_mask[r0:r1, :width]
-        ).logits
-        val = fn(logits[where[sel, 0] - r0, where[sel, 1] - 1].float(), sel)
+        mask = torch.zeros((min(r1, input_ids.shape[0]) - r0, L), dtype=torch.bool)
+        mask[where[sel, 0] - r0, where[sel, 1]] = True
+        logits, kept = position_logits(model, input_ids[r0:r1], attention_mask[r0:r1], mask)
+        # position_logits returns row-major order; `where` may hold its positions in any order.
+        keys = (where[sel, 0] - r0) * L + where[sel, 1]
+        order = torch.searchsorted(kept.flatten().nonzero().flatten(), keys)
+        val = fn(logits[order].float(), sel)
         if out is None:
             out = val.new_zeros((where.shape[0], *val.shape[1:]))
         out[sel] = val
@@ -293,12 +296,14 @@ class SDPO(Algorithm):
             distill = logp.sum() * 0.0  # no eligible token here: a zero that keeps the graph
         else:
             r, p = sel[:, 0], sel[:, 1]
+            policy_tokens = batch.loss_mask[rows].bool()
             if logits is None:
-                model = self.ctx.policy.model
-                logits = model(input_ids=batch.input_ids[rows], attention_mask=batch.attention_mask[rows]).logits
-            student = topk_tail(
-                torch.log_softmax(logits[r, p - 1].float(), -1), self._ids[rows][r, p].long()
-            )
+                _, logits = token_logprobs(self.ctx.policy.model, batch.input_ids[rows],
+                                           batch.attention_mask[rows], policy_tokens, return_logits=True)  # fmt: skip
+            # logits: (N, V) at the rows' policy tokens in row-major order; find each selected one.
+            at = torch.full(policy_tokens.shape, -1, dtype=torch.long)
+            at[policy_tokens] = torch.arange(int(policy_tokens.sum()))
+            student = topk_tail(torch.log_softmax(logits[at[r, p]].float(), -1), self._ids[rows][r, p].long())
             d = generalized_jsd(student, self._teacher[rows][r, p], self.cfg.alpha)  # (n,)
             rho = is_weight(logp, old_logp, self.cfg.is_clip)[r, p]
             distill = (rho * d).sum() / (self._n_distill * self._chunk_weight(batch, rows))

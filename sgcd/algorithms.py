@@ -6,7 +6,8 @@ hooks, so it knows no algorithm by name:
   prepare(batch) detached work before the update (e.g. a teacher pass); returns metrics
   token_advantages(batch, adv) (T,) trajectory advantages -> (B, L) token advantages
   loss(batch, logp, old_logp, ref_logp, adv_tok, rows, logits) -> (scalar loss, metrics);
-                 `rows` are the micro-batch's rows, `logits` (rows, L, V) the student's forward
+                 `rows` are the micro-batch's rows, `logits` (N, V) the student's forward at the
+                 N policy tokens of those rows (batch.loss_mask[rows].nonzero(), row-major)
 """
 
 from __future__ import annotations

@@ -71,13 +71,14 @@ def align(values: torch.Tensor, rows: TeacherRows, shape: tuple[int, int]) -> to
 
 @torch.no_grad()
 def teacher_logprobs(model: Any, rows: TeacherRows, micro_rows: int = 4) -> torch.Tensor:
-    """log π_T(y_t | teacher prefix) for every teacher position: (B', L'). No gradient."""
+    """log π_T(y_t | teacher prefix) at the teacher rows' policy tokens (0 elsewhere): (B', L').
+    No gradient."""
     from sgcd.tokens import token_logprobs
 
     tb = rows.batch
     parts = [
-        token_logprobs(model, tb.input_ids[i : i + micro_rows], tb.attention_mask[i : i + micro_rows])
+        token_logprobs(model, tb.input_ids[i : i + micro_rows], tb.attention_mask[i : i + micro_rows],
+                       tb.loss_mask[i : i + micro_rows])
         for i in range(0, tb.input_ids.shape[0], micro_rows)
     ]
-    width = tb.input_ids.shape[1]
-    return torch.cat([torch.nn.functional.pad(p, (0, width - p.shape[1])) for p in parts])
+    return torch.cat(parts)

@@ -108,21 +108,56 @@ def collate(
     )
 
 
-def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, with_entropy: bool = False,
-                   return_logits: bool = False):  # fmt: skip
-    """log π(x_t | x_<t) for every position t ≥ 1, placed at t (position 0 gets 0).
+def _accepts_logits_to_keep(model: Any) -> bool:
+    import inspect
 
-    input_ids, attention_mask: (B, L) -> logprobs (B, L) [, entropy (B, L)] [, logits (B, L, V)].
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
+def position_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, score_mask: torch.Tensor):
+    """The logits predicting each position t of `score_mask` (B, L) (t ≥ 1, real tokens only):
+    -> (logits (N, V) in the row-major order of `where`, where (B, L) bool: the positions kept).
+
+    Only those positions are projected onto the vocabulary (the model's `logits_to_keep` with a
+    boolean mask, where the model takes it): with a 49k vocabulary the full-sequence projection
+    and log-softmax, not the transformer, dominated a CPU update. Columns past the longest real
+    row are padding (rows are right-padded) and are not run at all.
     """
+    B = input_ids.shape[0]
+    where = score_mask.bool() & attention_mask.bool()
+    where[:, 0] = False  # position 0 has no prediction
+    width = max(int(attention_mask.sum(-1).max()), 1)
     dev = model.device  # batches live on the CPU; results come back there (differentiably)
-    ids = input_ids.to(dev)
-    full = model(input_ids=ids, attention_mask=attention_mask.to(dev)).logits
-    logits = full[:, :-1].float()
-    logp_all = torch.log_softmax(logits, dim=-1)
-    lp = torch.nn.functional.pad(logp_all.gather(-1, ids[:, 1:, None])[..., 0], (1, 0)).cpu()
-    out = [lp]
+    keep = torch.zeros((B, width), dtype=torch.bool)
+    keep[:, :-1] = where[:, 1:width]  # the logits at t - 1 predict the token at t
+    kwargs = {"input_ids": input_ids[:, :width].to(dev), "attention_mask": attention_mask[:, :width].to(dev)}
+    if _accepts_logits_to_keep(model):
+        logits = model(**kwargs, logits_to_keep=keep.to(dev)).logits
+        logits = logits.reshape(-1, logits.shape[-1])  # flattened by the boolean mask
+    else:
+        logits = model(**kwargs).logits[keep.to(dev)]
+    return logits, where
+
+
+def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   score_mask: torch.Tensor | None = None, with_entropy: bool = False,
+                   return_logits: bool = False):  # fmt: skip
+    """log π(x_t | x_<t) at the positions t of `score_mask`, placed at t; 0 at every other position.
+
+    input_ids, attention_mask: (B, L); score_mask: (B, L) 0/1 or bool, the positions t ≥ 1 to
+    score (default: every real token after the first; training passes the loss mask).
+    -> logprobs (B, L) [, entropy (B, L)] [, logits (N, V): the logits predicting each of the N
+    scored positions, in row-major order] — see `position_logits`.
+    """
+    logits, where = position_logits(model, input_ids, attention_mask,
+                                    attention_mask if score_mask is None else score_mask)  # fmt: skip
+    logp_all = torch.log_softmax(logits.float(), dim=-1)
+    at = where.nonzero(as_tuple=True)
+    targets = input_ids[at].to(logp_all.device)
+    zeros = torch.zeros(input_ids.shape, dtype=logp_all.dtype)
+    out = [zeros.index_put(at, logp_all.gather(-1, targets[:, None])[:, 0].cpu())]
     if with_entropy:
-        out.append(torch.nn.functional.pad(-(logp_all.exp() * logp_all).sum(-1), (1, 0)).cpu())
+        out.append(zeros.index_put(at, -(logp_all.exp() * logp_all).sum(-1).cpu()))
     if return_logits:
-        out.append(full.cpu())
+        out.append(logits.cpu())
     return out[0] if len(out) == 1 else tuple(out)

@@ -252,10 +252,11 @@ class Trainer:
         chunks = [rows_all[i : i + cfg.micro_batch_rows] for i in range(0, len(rows_all), cfg.micro_batch_rows)]
         model.eval()
         with torch.no_grad():
-            old = torch.cat([token_logprobs(model, batch.input_ids[c], batch.attention_mask[c]) for c in chunks])
+            old = torch.cat([token_logprobs(model, batch.input_ids[c], batch.attention_mask[c], batch.loss_mask[c]) for c in chunks])
             ref = None
             if self.ref_model is not None:
-                ref = torch.cat([token_logprobs(self.ref_model, batch.input_ids[c], batch.attention_mask[c]) for c in chunks])
+                ref = torch.cat([token_logprobs(self.ref_model, batch.input_ids[c], batch.attention_mask[c], batch.loss_mask[c])
+                                 for c in chunks])  # fmt: skip
         batch.old_logp = old
         stats: dict[str, float] = dict(self.algo.prepare(batch))
         traj_adv = compute_advantages(cfg.advantage, batch.rewards, batch.group_ids)
@@ -267,7 +268,7 @@ class Trainer:
         for _ in range(cfg.ppo_epochs):
             self.opt.zero_grad(set_to_none=True)
             for c in chunks:
-                logp, ent, logits = token_logprobs(model, batch.input_ids[c], batch.attention_mask[c],
+                logp, ent, logits = token_logprobs(model, batch.input_ids[c], batch.attention_mask[c], batch.loss_mask[c],
                                                    with_entropy=True, return_logits=True)  # fmt: skip
                 loss, st = self.algo.loss(batch, logp, old[c], None if ref is None else ref[c], adv_tok[c], c,
                                           logits=logits)  # fmt: skip

@@ -282,8 +282,9 @@ def test_student_logits_come_from_the_trainers_pass_with_gradient(policy, batch,
     algo.prepare(batch)
     rows = torch.arange(2)
     policy.model.zero_grad(set_to_none=True)
-    logp, logits = token_logprobs(policy.model, batch.input_ids[rows], batch.attention_mask[rows], return_logits=True)
-    assert logits.requires_grad
+    logp, logits = token_logprobs(policy.model, batch.input_ids[rows], batch.attention_mask[rows],
+                                  batch.loss_mask[rows], return_logits=True)  # as the trainer calls it
+    assert logits.requires_grad and logits.shape[0] == int(batch.loss_mask[rows].sum())
     loss, st = algo.loss(batch, logp, batch.old_logp[rows], None, torch.zeros_like(logp), rows, logits=logits)
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.model.parameters())
