@@ -1,4 +1,4 @@
-"""Learning on the CPU: GRPO raises a tiny model's held-out success on the toy benchmark.
+"""Learning on the CPU: GRPO, SGCD and SDPO raise a tiny model's held-out success on the toy benchmark.
 
 Path to first successes (issue: a tiny random model never emits a well-formed tool call): a
 supervised warm start on scripted level-0 solutions teaches the tool-call syntax; 60 steps make
@@ -70,3 +70,12 @@ def test_sgcd_raises_held_out_success_on_toy(warm_start, monkeypatch):
     assert after >= before + 0.25, msg
     assert srv.calls > 0
     assert all(r["credit_parsed"] == r["credit_groups"] for r in rows if "credit_groups" in r)
+
+
+def test_sdpo_raises_held_out_success_on_toy(warm_start):
+    """Same warm start, budget and seeds. Pure SDPO (λ = 1: no policy-gradient term): the teacher
+    is the live policy reprompted with a successful sibling's solution and the environment's
+    feedback on the trajectory; the student learns only by distillation towards it."""
+    before, after, rows, msg = train_and_measure(warm_start, "sdpo")
+    assert after >= before + 0.25, msg
+    assert all(r["distill_tokens"] > 0 for r in rows if "distill_tokens" in r), msg
