@@ -226,15 +226,15 @@ class RandomProvider(Provider):
         return ans
 
 
-def make_provider(name: str, random_base: str = "zero", seed: int = 0) -> Provider:
+def make_provider(name: str, random_base: str = "zero", seed: int = 0, max_new_tokens: int = 384) -> Provider:
     if name == "zero":
         return ZeroProvider()
     if name == "openai":
         return OpenAIProvider()
     if name.startswith("local/"):
-        return LocalProvider(name[len("local/"):])
+        return LocalProvider(name[len("local/"):], max_new_tokens)
     if name == "random":
-        return RandomProvider(make_provider(random_base, seed=seed), seed)
+        return RandomProvider(make_provider(random_base, seed=seed, max_new_tokens=max_new_tokens), seed)
     raise ValueError(f"unknown credit provider {name!r} (openai | local/PATH | zero | random)")
 
 

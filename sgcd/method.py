@@ -27,6 +27,7 @@ Choices the paper leaves open, each a config key (`[algo]` table), with our defa
   w_min = 0.5, w_max = 2.0      clip bounds, applied after normalization
   retries = 1                   provider retries on an unparsable answer before falling back to zero
   audit_provider = ""           optional second provider scored on the same groups (rank agreement)
+  provider_max_tokens = 384     answer length bound of a local/PATH provider (its whole JSON answer)
 """
 
 from __future__ import annotations
@@ -97,11 +98,12 @@ class SGCD(Algorithm):
         w_max: float = 2.0
         retries: int = 1
         audit_provider: str = ""
+        provider_max_tokens: int = 384
 
     def __init__(self, cfg: Any, ctx: Any):
         super().__init__(cfg, ctx)
-        self.provider = make_provider(cfg.provider, cfg.random_base, seed=0)
-        self.audit = make_provider(cfg.audit_provider) if cfg.audit_provider else None
+        self.provider = make_provider(cfg.provider, cfg.random_base, seed=0, max_new_tokens=cfg.provider_max_tokens)
+        self.audit = make_provider(cfg.audit_provider, max_new_tokens=cfg.provider_max_tokens) if cfg.audit_provider else None
         self.cache = ReferenceCache(ctx.run_dir / "credit" / "cache.jsonl")
         self._weights: torch.Tensor | None = None
 
