@@ -72,6 +72,10 @@ def test_every_piece_ran_and_the_report_matches_the_results(experiment):
     report = (out / "report.md").read_text()
     assert "SGCD" in report or "sgcd" in report
     assert "Credit audit" in report and "zero" in report
+    logs = [out / "train" / f"sgcd-zero-s{s}" / "train" / "metrics.jsonl" for s in (0, 1)]
+    groups = sum(int(json.loads(ln).get("credit_groups", 0)) for log in logs for ln in log.read_text().splitlines())
+    assert groups == 4  # one group per update, 2 updates, 2 seeds (no dynamic sampling here)
+    assert f"sgcd-zero: zero — a parsed reference for 0 of {groups} groups, 0 fell back to zero credit" in report
     for run in ("grpo-s0", "grpo-s1", "sgcd-zero-s0", "sgcd-zero-s1", "base"):
         df = pd.read_parquet(out / "eval" / run / "results.parquet")
         assert len(df) == 6
