@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SHARED_DATA ?= ../shared/data/tau3-airline
 
-.PHONY: setup data test lint demo experiment-demo bench clean
+.PHONY: setup data test lint demo demo-tau3 bench clean
 
 $(BIN)/sgcd-bench: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -30,19 +30,20 @@ test: data
 lint: setup
 	$(BIN)/ruff check harness sgcd baselines reports tests benchmarks
 
-# The demo: reference trajectories scored on every τ³-airline task, then the embedded SmolLM2
-# (dequantized Q4_1 GGUF) evaluated on the first 2 test tasks x 2 seeds at temperature 0.7, with
-# at most 12 messages per episode and 64 tokens per reply, so it ends in about ten minutes on 2 cores.
+# The demo (the main job): the embedded GRPO-vs-SGCD experiment (configs/demo.toml) on the toy
+# benchmark with SmolLM2 (dequantized Q4_1 GGUF) on the CPU: warm start, 2 methods x 2 training
+# seeds, evals of every checkpoint and the base, one report (about 20 minutes on 2 cores).
+# Re-running it resumes and skips finished pieces; it ends by printing where the report is.
 demo: data
+	$(BIN)/sgcd-bench experiment configs/demo.toml --out runs/demo
+
+# The τ³-airline demo: reference trajectories scored on every task, then the embedded SmolLM2 on
+# the first 2 test tasks x 2 seeds at temperature 0.7, at most 12 messages and 64 tokens per reply.
+demo-tau3: data
 	$(BIN)/sgcd-bench demo
-	@echo "Bounds: 2 test tasks x 2 seeds, temperature 0.7, max 12 messages per episode, 64 tokens per reply."
 	$(BIN)/sgcd-bench eval --benchmark tau3-airline --split test --model local/smollm2 --limit 2 --seeds 2 \
 		--temperature 0.7 --max-steps 12 --max-tokens 64 --out runs/demo-tau3 --display plain
 	@echo "summary: runs/demo-tau3/summary.md"
-
-# The embedded GRPO-vs-SGCD experiment (configs/demo.toml): toy + SmolLM2 on the CPU.
-experiment-demo: data
-	$(BIN)/sgcd-bench experiment configs/demo.toml --out runs/demo
 
 bench: data
 	$(BIN)/python benchmarks/airline_eval.py
