@@ -184,31 +184,30 @@ class Experiment:
         t0 = time.perf_counter()
         published = Path(self.cfg.published) if self.cfg.published else None
         build_report(evals, out, Options(), train_logs=train_logs, published=published)  # + credit audit
-        out.write_text(self._header(train_logs) + out.read_text())
+        out.write_text(self._header() + out.read_text())
         self._record("report", "report.md", "ran", time.perf_counter() - t0, out)
         return out
 
-    def _credit_used(self, train_logs: list[Path]) -> str:
-        """Each SGCD method's configured provider and what it delivered, summed from its train logs."""
+    def _credit_used(self) -> str:
+        """Each SGCD method's provider as its credit files recorded it, and how many groups got a
+        parsed reference, summed over training seeds (sgcd/audit.py reads the files)."""
+        from sgcd.audit import summarize_audit
+
         parts = []
         for m in self.cfg.methods:
             if m.algo != "sgcd":
                 continue
-            groups = parsed = fallbacks = 0
-            for log in train_logs:
-                if log.parent.parent.name.rsplit("-s", 1)[0] != m.name or not log.is_file():
-                    continue
-                for line in log.read_text().splitlines():
-                    row = json.loads(line) if line.strip() else {}
-                    groups += int(row.get("credit_groups") or 0)
-                    parsed += int(row.get("credit_parsed") or 0)
-                    fallbacks += int(row.get("credit_fallbacks") or 0)
-            provider = m.algo_config.get("provider", "local/smollm2")
+            audits = [summarize_audit(self.dir / "train" / f"{m.name}-s{seed}" / "train") for seed in self.cfg.train_seeds]
+            audits = [a for a in audits if a is not None]
+            groups, parsed = sum(a["groups"] for a in audits), sum(a["parsed"] for a in audits)
+            recorded = sorted({a["provider"] for a in audits if a["provider"]})
+            provider = ", ".join(recorded) or m.algo_config.get("provider", "local/smollm2")
+            fallbacks = 0 if provider == "zero" else groups - parsed  # `zero` gives no reference by design
             parts.append(f"{m.name}: {provider} — a parsed reference for {parsed} of {groups} groups, "
                          f"{fallbacks} fell back to zero credit")  # fmt: skip
         return "; ".join(parts) if parts else "none"
 
-    def _header(self, train_logs: list[Path]) -> str:
+    def _header(self) -> str:
         from harness.models import describe_model
 
         cfg = self.cfg
@@ -222,7 +221,7 @@ class Experiment:
             f"- benchmark: {cfg.benchmark} {cfg.benchmark_args or ''}; eval: {json.dumps(cfg.eval)}",
             f"- methods: {', '.join(f'{m.name} ({m.algo})' for m in cfg.methods)}; training seeds {cfg.train_seeds}",
             f"- budget per run (same for every method): {json.dumps(budget)}",
-            f"- credit providers actually used: {self._credit_used(train_logs)}",
+            f"- credit providers actually used: {self._credit_used()}",
             "- every number below is computed in this run from its own results tables",
             "",
         ]

@@ -70,6 +70,7 @@ def summarize_audit(train_dir: Path) -> dict[str, Any] | None:
         "provider": provider,
         "updates": len(files),
         "groups": groups,
+        "parsed": parsed,
         "parsed_share": parsed / groups if groups else None,
         "credited_steps": len(credits),
         "credit_success_corr": corr(credits, successes, stats.pearsonr),
