@@ -29,7 +29,7 @@ CHATML_TEMPLATE = (
 
 
 def _cache_arg() -> str:
-    """transformers 5 renamed generate's `past_key_values` to `cache`."""
+    """transformers 5 renamed `past_key_values` (of `generate` and the models' forward) to `cache`."""
     try:
         from importlib.metadata import version
 
@@ -38,7 +38,7 @@ def _cache_arg() -> str:
         return "past_key_values"
 
 
-_CACHE_ARG = _cache_arg()
+CACHE_ARG = _cache_arg()
 
 
 @dataclass
@@ -51,6 +51,15 @@ class PolicyOutput:
     status: str = "stop"  # stop | max_tokens | model_length
     reused_prefix: int = 0  # prompt tokens served from the KV cache
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _NotBatchable(Exception):
+    """The model's KV cache is not the plain per-layer key/value kind that can be padded into a batch."""
+
+
+def _plain_layers(cache: Any) -> bool:
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(type(x).__name__ == "DynamicLayer" and getattr(x, "keys", None) is not None for x in layers)
 
 
 class Policy:
@@ -183,7 +192,7 @@ class Policy:
             out = self.model.generate(
                 input_ids=torch.tensor([prompt], device=dev),
                 attention_mask=torch.ones(1, len(prompt), dtype=torch.long, device=dev),
-                **{_CACHE_ARG: cache},
+                **{CACHE_ARG: cache},
                 max_new_tokens=budget,
                 do_sample=sample,
                 temperature=temperature if sample else None,
@@ -203,8 +212,168 @@ class Policy:
             new_cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
             if new_cache is not None:
                 self._put_cache(seq[: new_cache.get_seq_length()], new_cache)
+        length_capped = budget == room and len(completion) >= room
+        return self._output(prompt, completion, logprobs, call_prefix, reused, length_capped)
+
+    def _output(self, prompt: list[int], completion: list[int], logprobs: list[float], call_prefix: str,
+                reused: int, length_capped: bool = False) -> PolicyOutput:  # fmt: skip
         ended = bool(completion) and completion[-1] in self.eos_ids
         text_ids = completion[:-1] if ended else completion
         text = self.tokenizer.decode(text_ids, skip_special_tokens=True)
-        status = "stop" if ended else ("model_length" if budget == room and len(completion) >= room else "max_tokens")
+        status = "stop" if ended else ("model_length" if length_capped else "max_tokens")
         return PolicyOutput(parse_reply(text, call_prefix), text, prompt, completion, logprobs, status, reused)
+
+    # ------------------------------------------------------------------ batched generation
+
+    def generate_batch(
+        self,
+        prompts: list[list[int]],
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        max_new_tokens: int = 256,
+        call_prefixes: list[str] | None = None,
+    ) -> list[PolicyOutput]:
+        """Several prompts in one `generate` call (a group's siblings, a batch of eval tasks).
+
+        Each row first gets its own KV cache covering all but its last prompt token (the longest
+        cached prefix from earlier turns, extended by a batch-1 forward pass; identical prompts,
+        such as a group's first turn, are run once). The row caches are then left-padded into one
+        batched cache with a matching attention mask, so `generate` only runs the last prompt
+        token of each row and then decodes all rows together: on a memory-bound CPU a decoding
+        step for 4 rows costs about as much as for one. transformers has no API that batches
+        rows with different cached prefixes, hence the padding by hand. Greedy rows match
+        `generate_ids` (up to float rounding); sampled rows draw from one stream seeded by `seed`.
+        Rows near the context limit, or a model whose cache is not a plain DynamicCache, go
+        through `generate_ids` one at a time."""
+        prefixes = call_prefixes or ["call"] * len(prompts)
+        batchable = [i for i, p in enumerate(prompts) if self.max_context - len(p) >= max_new_tokens and len(p) > 1]
+        outputs: list[PolicyOutput | None] = [None] * len(prompts)
+        if len(batchable) > 1:
+            try:
+                rows = self._generate_rows([prompts[i] for i in batchable], temperature, top_p, seed, max_new_tokens,
+                                           [prefixes[i] for i in batchable])  # fmt: skip
+            except _NotBatchable:
+                rows = None
+            if rows is not None:
+                for i, out in zip(batchable, rows, strict=True):
+                    outputs[i] = out
+        for i, p in enumerate(prompts):
+            if outputs[i] is None:
+                row_seed = None if seed is None else seed + 7919 * i
+                outputs[i] = self.generate_ids(p, temperature, top_p, row_seed, max_new_tokens, prefixes[i])
+        return outputs  # type: ignore[return-value]
+
+    def score_continuations(self, prefix: list[int], continuations: list[list[int]]) -> list[float]:
+        """log π(continuation | prefix), summed over its tokens, for each continuation: choosing
+        among fixed options by likelihood. The prefix runs once (its KV cache is kept for the
+        next call, which usually extends it) and the options run together on top of it."""
+        import torch
+        from transformers import DynamicCache
+
+        dev = self.model.device
+        width = max(len(c) for c in continuations) + 1
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
+        rows = [[prefix[-1], *c] + [pad_id] * (width - 1 - len(c)) for c in continuations]
+        with self._lock, torch.no_grad():
+            try:
+                cache, _ = self._row_cache(prefix)
+            except _NotBatchable:
+                cache = None
+            if cache is None:  # no batchable cache: each option as one full sequence
+                full = torch.tensor([prefix[:-1] + r for r in rows], device=dev)
+                logits = self.model(input_ids=full).logits[:, len(prefix) - 1 :]
+            else:
+                n = len(continuations)
+                layers = [(x.keys.expand(n, -1, -1, -1), x.values.expand(n, -1, -1, -1)) for x in cache.layers]
+                mask = torch.tensor([[1] * (len(prefix) - 1 + 1 + len(c)) + [0] * (width - 1 - len(c))
+                                     for c in continuations], device=dev)  # fmt: skip
+                logits = self.model(input_ids=torch.tensor(rows, device=dev), attention_mask=mask,
+                                    **{CACHE_ARG: DynamicCache(ddp_cache_data=layers)}, use_cache=True).logits  # fmt: skip
+                self._put_cache(prefix[:-1], cache)
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            return [float(sum(logp[i, k, t] for k, t in enumerate(c))) for i, c in enumerate(continuations)]
+
+    def _row_cache(self, prompt: list[int]) -> tuple[Any, int]:
+        """A KV cache covering prompt[:-1] (one row, batch size 1) and how much came from the store."""
+        import torch
+        from transformers import DynamicCache
+
+        cache, reused = self._take_cache(prompt)
+        if cache is None:
+            cache = DynamicCache()
+        todo = prompt[cache.get_seq_length() : -1]
+        if todo:
+            dev = self.model.device
+            self.model(input_ids=torch.tensor([todo], device=dev), **{CACHE_ARG: cache}, use_cache=True,
+                       logits_to_keep=1)  # fmt: skip
+        if not _plain_layers(cache) or cache.get_seq_length() != len(prompt) - 1:
+            raise _NotBatchable
+        return cache, reused
+
+    def _generate_rows(self, prompts: list[list[int]], temperature: float, top_p: float, seed: int | None,
+                       max_new_tokens: int, prefixes: list[str]) -> list[PolicyOutput]:  # fmt: skip
+        import torch
+        from transformers import DynamicCache
+
+        with self._lock, torch.no_grad():
+            row_caches: dict[tuple[int, ...], tuple[Any, int]] = {}
+            for p in prompts:
+                if tuple(p) not in row_caches:
+                    row_caches[tuple(p)] = self._row_cache(p)
+            width = max(len(p) for p in prompts)
+            pads = [width - len(p) for p in prompts]
+            n_layers = len(next(iter(row_caches.values()))[0].layers)
+            layers = []
+            for layer in range(n_layers):
+                kv = []
+                for part in ("keys", "values"):
+                    rows = []
+                    for p, pad in zip(prompts, pads, strict=True):
+                        t = getattr(row_caches[tuple(p)][0].layers[layer], part)
+                        rows.append(torch.nn.functional.pad(t, (0, 0, pad, 0)))  # left-pad the sequence dim
+                    kv.append(torch.cat(rows, dim=0))
+                layers.append((kv[0], kv[1]))
+            cache = DynamicCache(ddp_cache_data=layers)
+            pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
+            dev = self.model.device
+            ids = torch.tensor([[pad_id] * pad + p for p, pad in zip(prompts, pads, strict=True)], device=dev)
+            mask = torch.tensor([[0] * pad + [1] * len(p) for p, pad in zip(prompts, pads, strict=True)], device=dev)
+            if seed is not None:
+                torch.manual_seed(seed + width)
+            sample = temperature > 0
+            out = self.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                **{CACHE_ARG: cache},
+                max_new_tokens=max_new_tokens,
+                do_sample=sample,
+                temperature=temperature if sample else None,
+                top_p=top_p if sample else None,
+                top_k=0 if sample else None,
+                eos_token_id=self.eos_ids,
+                pad_token_id=pad_id,
+                return_dict_in_generate=True,
+                output_logits=True,
+                use_cache=True,
+            )
+            logits = torch.stack(out.logits, dim=1).float()  # (B, T, V), raw (temperature 1)
+            logprobs = torch.log_softmax(logits, dim=-1)
+            new_cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+            eos = set(self.eos_ids)
+            results = []
+            for b, (p, pad) in enumerate(zip(prompts, pads, strict=True)):
+                completion = out.sequences[b, width:].tolist()
+                end = next((k + 1 for k, t in enumerate(completion) if t in eos), len(completion))
+                completion = completion[:end]
+                picked = torch.tensor(completion, device=logits.device)[:, None]
+                lps = logprobs[b, : len(completion)].gather(1, picked)[:, 0].tolist()
+                if new_cache is not None:  # keep each row's own cache for its next turn
+                    seq = p + completion
+                    keep = min(len(seq), new_cache.get_seq_length() - pad)
+                    row = [(layer.keys[b : b + 1, :, pad : pad + keep].clone(),
+                            layer.values[b : b + 1, :, pad : pad + keep].clone()) for layer in new_cache.layers]  # fmt: skip
+                    self._put_cache(seq[:keep], DynamicCache(ddp_cache_data=row))
+                results.append((p, completion, lps))
+        reused = {key: r for key, (_, r) in row_caches.items()}
+        return [self._output(p, c, lp, prefix, reused[tuple(p)]) for (p, c, lp), prefix in zip(results, prefixes, strict=True)]

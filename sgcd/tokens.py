@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from harness.policy import CACHE_ARG
+
 
 @dataclass
 class Segment:
@@ -131,12 +133,49 @@ def position_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.T
     keep = torch.zeros((B, width), dtype=torch.bool)
     keep[:, :-1] = where[:, 1:width]  # the logits at t - 1 predict the token at t
     kwargs = {"input_ids": input_ids[:, :width].to(dev), "attention_mask": attention_mask[:, :width].to(dev)}
-    if _accepts_logits_to_keep(model):
-        logits = model(**kwargs, logits_to_keep=keep.to(dev)).logits
-        logits = logits.reshape(-1, logits.shape[-1])  # flattened by the boolean mask
+    if not _accepts_logits_to_keep(model):
+        return model(**kwargs).logits[keep.to(dev)], where
+    shared = _shared_prefix(input_ids[:, :width], attention_mask[:, :width], keep)
+    if shared:
+        logits = _forward_with_shared_prefix(model, kwargs["input_ids"], kwargs["attention_mask"], keep.to(dev), shared)
     else:
-        logits = model(**kwargs).logits[keep.to(dev)]
-    return logits, where
+        logits = model(**kwargs, logits_to_keep=keep.to(dev)).logits
+    return logits.reshape(-1, logits.shape[-1]), where  # flattened by the boolean mask
+
+
+MIN_SHARED_PREFIX = 16
+
+
+def _shared_prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor, keep: torch.Tensor) -> int:
+    """Length P of the token prefix every row shares (a group's siblings share their whole first
+    prompt), capped so that no kept logit lies inside it; 0 when sharing is not worth it."""
+    if input_ids.shape[0] < 2:
+        return 0
+    same = ((input_ids == input_ids[:1]) & attention_mask.bool()).all(0).long().cumprod(0)
+    prefix = int(same.sum())
+    first_kept = keep.any(0).nonzero()
+    if len(first_kept):
+        prefix = min(prefix, int(first_kept[0]))
+    return prefix if prefix >= MIN_SHARED_PREFIX else 0
+
+
+def _forward_with_shared_prefix(model: Any, ids: torch.Tensor, att: torch.Tensor, keep: torch.Tensor,
+                                prefix: int) -> torch.Tensor:  # fmt: skip
+    """The kept logits of a forward pass over rows that share their first `prefix` tokens: the
+    prefix runs once (batch 1) and its keys/values are broadcast to every row for the rest.
+    Gradients flow through the broadcast (they sum over the rows), so values and gradients are
+    those of the plain pass; with a group's 250-token prompt and short completions this runs
+    about 2.5x fewer tokens. Written by hand: transformers has no prefix-sharing forward."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    model(input_ids=ids[:1, :prefix], attention_mask=att[:1, :prefix], **{CACHE_ARG: cache}, use_cache=True,
+          logits_to_keep=1)  # fmt: skip
+    rows = ids.shape[0]
+    layers = [(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1)) for layer in cache.layers]
+    out = model(input_ids=ids[:, prefix:], attention_mask=att, **{CACHE_ARG: DynamicCache(ddp_cache_data=layers)},
+                use_cache=True, logits_to_keep=keep[:, prefix:])  # fmt: skip
+    return out.logits
 
 
 def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,

@@ -82,17 +82,24 @@ def test_dynamic_sampling_keeps_only_mixed_groups(monkeypatch):
     import sgcd.rollout as rollout
 
     script = iter([[1, 1], [0, 0], [1, 0], [0, 1], [1, 1]])
-    monkeypatch.setattr(rollout, "run_group", lambda bench, tid, *a, **k: Group(tid, [_Res(s) for s in next(script)]))
+    waves = []
+
+    def run_groups(bench, tasks, *a, **k):
+        waves.append(len(tasks))
+        return [Group(tid, [_Res(s) for s in next(script)]) for tid, _ in tasks]
+
+    monkeypatch.setattr(rollout, "run_groups", run_groups)
     got = collect_groups(None, ["a"], None, groups_per_update=2, group_size=2, max_groups_sampled=10,
                          dynamic_sampling=True, sampling=None, loop=None, rng=random.Random(0))  # fmt: skip
     assert len(got.kept) == 2 and got.sampled == 4
+    assert waves == [2, 2]  # each wave samples together only the groups the update still lacks
     assert (got.dropped_all_success, got.dropped_all_fail) == (1, 1)
 
 
 def test_dynamic_sampling_stops_at_the_cap(monkeypatch):
     import sgcd.rollout as rollout
 
-    monkeypatch.setattr(rollout, "run_group", lambda bench, tid, *a, **k: Group(tid, [_Res(0), _Res(0)]))
+    monkeypatch.setattr(rollout, "run_groups", lambda bench, tasks, *a, **k: [Group(t, [_Res(0), _Res(0)]) for t, _ in tasks])
     got = collect_groups(None, ["a"], None, groups_per_update=2, group_size=2, max_groups_sampled=3,
                          dynamic_sampling=True, sampling=None, loop=None, rng=random.Random(0))  # fmt: skip
     assert got.kept == [] and got.sampled == 3 and got.dropped_all_fail == 3

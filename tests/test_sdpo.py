@@ -261,9 +261,9 @@ def test_distill_loss_is_the_token_mean_over_eligible_tokens(policy, batch, tmp_
     r, p = algo._mask.nonzero().unbind(-1)
     s = topk_tail(logits[r, p - 1].log_softmax(-1), algo._ids[r, p].long())
     expected = generalized_jsd(s, algo._teacher[r, p], 0.5).mean()  # ρ = 1 at θ = θ_old
-    assert float(loss) == pytest.approx(float(expected), rel=1e-5) and st["distill_loss"] == float(
-        loss
-    )
+    # rel 1e-3: the loss's student pass runs the rows' shared prompt once (sgcd/tokens.py), so its
+    # logits differ from this plain pass by float rounding, and the divergence here is ~1e-7.
+    assert float(loss) == pytest.approx(float(expected), rel=1e-3) and st["distill_loss"] == float(loss)
     assert float(loss) > 0
     assert float(up) == pytest.approx(1.2 * float(loss), rel=1e-5)
     assert float(down) == pytest.approx(0.8 * float(loss), rel=1e-5)
@@ -274,7 +274,7 @@ def test_distill_loss_is_the_token_mean_over_eligible_tokens(policy, batch, tmp_
         for c in rows.split(2):
             lc, _ = algo.loss(batch, old[c], old[c], None, zeros[c], c)
             total += float(lc) * float(mask[c].sum() / mask.sum())
-    assert total == pytest.approx(float(loss), rel=1e-5)
+    assert total == pytest.approx(float(loss), rel=1e-3)  # rounding, as above
 
 
 def test_student_logits_come_from_the_trainers_pass_with_gradient(policy, batch, tmp_path):

@@ -1,0 +1,103 @@
+"""Run several episodes at once and answer their model calls in batches (training rollouts).
+
+Every episode runs in one event loop; when a Policy-backed agent or user wants a reply it
+parks its request at the `BatchGate` and waits. Once every live episode is parked (or has
+ended), the gate runs the parked requests as batched `Policy.generate_batch` calls, one per
+(policy, sampling settings), and wakes the episodes. Episodes therefore advance in lockstep and
+each batch is always the same set of requests for a given seed, so sampled rollouts stay
+reproducible, which a time-window batcher would not give. Episodes that block on I/O
+(AppWorld's servers) keep running in their worker threads meanwhile (loop.py's `_call`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from harness.policy import Policy, PolicyOutput
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Request:
+    policy: Policy
+    prompt: list[int]
+    temperature: float
+    top_p: float
+    seed: int | None
+    max_new_tokens: int
+    call_prefix: str
+    future: asyncio.Future
+
+
+class BatchGate:
+    def __init__(self) -> None:
+        self.live = 0  # episodes (workers) that may still ask for a reply
+        self.pending: list[_Request] = []
+        self.batches: list[int] = []  # the size of each batched call, for tests and benchmarks
+
+    async def generate(self, policy: Policy, prompt: list[int], *, temperature: float = 0.0, top_p: float = 1.0,
+                       seed: int | None = None, max_new_tokens: int = 256, call_prefix: str = "call") -> PolicyOutput:  # fmt: skip
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append(_Request(policy, prompt, temperature, top_p, seed, max_new_tokens, call_prefix, future))
+        self._flush_if_all_parked()
+        return await future
+
+    def leave(self) -> None:
+        """An episode ended: the others no longer wait for it."""
+        self.live -= 1
+        self._flush_if_all_parked()
+
+    def _flush_if_all_parked(self) -> None:
+        if not self.pending or len(self.pending) < self.live:
+            return
+        pending, self.pending = self.pending, []
+        batches: dict[tuple, list[_Request]] = {}
+        for r in pending:
+            batches.setdefault((id(r.policy), r.temperature, r.top_p, r.max_new_tokens), []).append(r)
+        for rows in batches.values():
+            first = rows[0]
+            seeds = [r.seed for r in rows]
+            # One sampling stream per batch, seeded from all its rows' seeds (ints hash stably).
+            seed = None if None in seeds else hash(tuple(seeds)) % (1 << 31)
+            self.batches.append(len(rows))
+            try:
+                outs = first.policy.generate_batch([r.prompt for r in rows], first.temperature, first.top_p, seed,
+                                                   first.max_new_tokens, [r.call_prefix for r in rows])  # fmt: skip
+            except Exception as e:  # every waiting episode sees the failure, as it would have alone
+                for r in rows:
+                    r.future.set_exception(e)
+                continue
+            for r, out in zip(rows, outs, strict=True):
+                r.future.set_result(out)
+
+
+async def run_together(jobs: list[Callable[[BatchGate], Awaitable[T]]], max_concurrent: int | None = None) -> list[T]:
+    """Run the jobs (each an episode given the shared gate), at most `max_concurrent` at a time
+    (AppWorld: one per pool server, so no episode waits for a server while the others wait for
+    it at the gate); results in job order. Each of the workers counts as one live episode until
+    the job list is empty."""
+    gate = BatchGate()
+    todo = list(enumerate(jobs))
+    results: list[T | None] = [None] * len(jobs)
+    workers = min(max_concurrent or len(jobs), len(jobs))
+    gate.live = workers
+
+    async def worker() -> None:
+        try:
+            while todo:
+                i, job = todo.pop(0)
+                results[i] = await job(gate)
+        finally:
+            gate.leave()
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return results  # type: ignore[return-value]
+
+
+def run_batched(jobs: list[Callable[[BatchGate], Awaitable[T]]], max_concurrent: int | None = None) -> list[T]:
+    """`run_together` from synchronous code."""
+    return asyncio.run(run_together(jobs, max_concurrent))
