@@ -10,6 +10,8 @@ Providers (`provider` key):
   openai       any OpenAI-compatible chat endpoint via the `openai` package; SGCD_CREDIT_BASE_URL,
                SGCD_CREDIT_API_KEY, SGCD_CREDIT_MODEL (the key is never logged or written)
   local/PATH   a local Hugging Face model (local/smollm2 for the embedded default)
+  guided/PATH  a local model filling the reference's fixed JSON skeleton (summary decoded, each
+               turn's credit chosen by likelihood among -1, -0.5, 0, 0.5, 1): always parses
   zero         no reference: the teacher prompt is byte-identical to the student's
   random       the base provider's reference (`random_base`) with credits shuffled across the
                steps of each trajectory (a control: same words, credit assignment destroyed)
@@ -130,7 +132,8 @@ def render_reference(ref: CreditReference | None, traj: int) -> str:
         return ""
     lines = ["# Credit reference (training only)", f"Summary: {ref.summary}"]
     for s in ref.for_trajectory(traj):
-        lines.append(f"- turn {s['turn']}: credit {s['credit']:+.2f} — {s['why']}")
+        why = f" — {s['why']}" if s["why"] else ""
+        lines.append(f"- turn {s['turn']}: credit {s['credit']:+.2f}{why}")
     return "\n".join(lines)
 
 
@@ -204,6 +207,66 @@ class LocalProvider(Provider):
         return out.text
 
 
+class GuidedLocalProvider(Provider):
+    """A local Hugging Face model filling the reference's JSON skeleton, so every answer parses.
+
+    The skeleton is fixed by the group's shape (which trajectories, how many turns each), so only
+    its free parts are left to the model, given the same instructions and group as any provider:
+    the summary is decoded greedily (at most `max_new_tokens` tokens, up to its closing quote),
+    and each turn's credit is the option among CREDIT_CHOICES the model finds most likely after
+    the skeleton so far (one forward pass per turn over all options, on the cached prefix). No
+    "why" is asked for. A grammar-constrained decoder (lm-format-enforcer, outlines) would decode
+    every forced key token one at a time, about ten times the cost on a CPU, hence this by hand.
+    For small models (the embedded SmolLM2-135M never writes the free-form JSON)."""
+
+    CREDIT_CHOICES = ("-1", "-0.5", "0", "0.5", "1")
+
+    def __init__(self, path: str, max_new_tokens: int = 384):
+        from harness.providers import load_policy
+
+        self.policy = load_policy(path)
+        self.max_new_tokens = max_new_tokens
+        self.name = f"guided/{path}"
+
+    def _ids(self, prompt_ids: list[int], text: str) -> list[int]:
+        return prompt_ids + self.policy.tokenizer.encode(text, add_special_tokens=False)
+
+    def fill(self, prompt: str, turns: list[int]) -> str:
+        policy = self.policy
+        prompt_ids = policy.render("", [], [Message(role="user", content=prompt)])
+        text = '{"summary": "'
+        out = policy.generate_ids(self._ids(prompt_ids, text), temperature=0.0, max_new_tokens=self.max_new_tokens)
+        summary = re.split(r'["\n]', out.text, maxsplit=1)[0].strip()
+        text += json.dumps(summary)[1:] + ', "steps": ['
+        first = True
+        outcome = dict(re.findall(r"^# Trajectory (\d+) \((SUCCESS|FAILURE)\)$", prompt, re.MULTILINE))
+        for traj, n_turns in enumerate(turns):
+            for turn in range(n_turns):
+                # the trajectory's outcome (render_group's header) restated next to each credit
+                known = f'"outcome": "{outcome[str(traj)].lower()}", ' if str(traj) in outcome else ""
+                text += ("" if first else ", ") + f'{{"trajectory": {traj}, {known}"turn": {turn}, "credit":'
+                first = False
+                base = self._ids(prompt_ids, text)
+                options = []
+                for c in self.CREDIT_CHOICES:  # the option's own tokens, as they tokenize in context
+                    full = self._ids(prompt_ids, text + f" {c}}}")
+                    options.append(full[len(base):] if full[: len(base)] == base else self._ids([], f" {c}}}"))
+                scores = policy.score_continuations(base, options)
+                best = max(range(len(scores)), key=scores.__getitem__)
+                text += f" {self.CREDIT_CHOICES[best]}}}"
+        return text + "]}"
+
+    def reference(self, prompt: str, n_traj: int, turns: list[int], retries: int = 1) -> ProviderAnswer:
+        ans = ProviderAnswer(None, self.name, attempts=1)
+        try:
+            text = self.fill(prompt, turns)
+            ans.raw.append(text)
+            ans.reference = parse_reference(text, n_traj, turns)
+        except Exception as e:  # recorded, never raised into the trainer
+            ans.error = f"provider error: {type(e).__name__}: {e}"
+        return ans
+
+
 class RandomProvider(Provider):
     """The base provider's reference with credits shuffled across each trajectory's steps."""
 
@@ -233,9 +296,11 @@ def make_provider(name: str, random_base: str = "zero", seed: int = 0, max_new_t
         return OpenAIProvider()
     if name.startswith("local/"):
         return LocalProvider(name[len("local/"):], max_new_tokens)
+    if name.startswith("guided/"):
+        return GuidedLocalProvider(name[len("guided/"):], max_new_tokens)
     if name == "random":
         return RandomProvider(make_provider(random_base, seed=seed, max_new_tokens=max_new_tokens), seed)
-    raise ValueError(f"unknown credit provider {name!r} (openai | local/PATH | zero | random)")
+    raise ValueError(f"unknown credit provider {name!r} (openai | local/PATH | guided/PATH | zero | random)")
 
 
 class ReferenceCache:

@@ -19,7 +19,7 @@ The whole method, for one update over kept (mixed) sibling groups:
      reference carry no gradient. The deployed policy never sees the reference.
 
 Choices the paper leaves open, each a config key (`[algo]` table), with our defaults:
-  provider = "local/smollm2"    credit provider: openai | local/PATH | zero | random
+  provider = "local/smollm2"    credit provider: openai | local/PATH | guided/PATH | zero | random
   random_base = "zero"          base provider for the `random` control
   temperature = 1.0             T in w_t = exp(sign(A_i) d_t / T)
   form = "signed"               "signed" as above, or "abs": w_t = exp(|d_t| / T) (magnitude only)
@@ -27,7 +27,8 @@ Choices the paper leaves open, each a config key (`[algo]` table), with our defa
   w_min = 0.5, w_max = 2.0      clip bounds, applied after normalization
   retries = 1                   provider retries on an unparsable answer before falling back to zero
   audit_provider = ""           optional second provider scored on the same groups (rank agreement)
-  provider_max_tokens = 384     answer length bound of a local/PATH provider (its whole JSON answer)
+  provider_max_tokens = 384     answer length bound of a local/PATH provider (its whole JSON answer;
+                                guided/PATH: its summary)
 """
 
 from __future__ import annotations

@@ -140,3 +140,40 @@ def test_train_cli_end_to_end_with_a_scripted_credit_server(tmp_path, toy_tiny_d
         if path.is_file() and path.suffix in (".json", ".jsonl", ".toml", ".txt"):
             assert "secret-key-never-written" not in path.read_text(errors="ignore"), path
     assert (train / "checkpoints" / "step-2" / "config.json").is_file()
+
+
+def test_guided_local_provider_always_parses_and_reaches_the_teacher(tmp_path, toy_tiny_dir):
+    """`guided/PATH`: even a random tiny model yields a reference with one credit per agent turn,
+    each one of the offered options, and the teacher prompt carries it."""
+    from sgcd.credit import GuidedLocalProvider
+
+    tr = _trainer(tmp_path, toy_tiny_dir, f"guided/{toy_tiny_dir}", provider_max_tokens=8)
+    batch = _mixed_batch(tr)
+    stats = tr.algo.prepare(batch)
+    assert stats["credit_groups"] == 2 and stats["credit_parsed"] == 2 and stats["credit_fallbacks"] == 0
+    for rec in tr.algo._records:
+        assert rec["error"] is None and rec["provider"] == f"guided/{toy_tiny_dir}"
+        turns = [len(batch.meta[t]["result"].traces) for t in rec["trajectories"]]
+        steps = rec["reference"]["steps"]
+        assert sorted((s["trajectory"], s["turn"]) for s in steps) == [(i, k) for i, n in enumerate(turns) for k in range(n)]
+        assert {s["credit"] for s in steps} <= {-1.0, -0.5, 0.0, 0.5, 1.0}
+    assert GuidedLocalProvider.CREDIT_CHOICES == ("-1", "-0.5", "0", "0.5", "1")
+    rows = tr.algo.last_teacher_rows.batch
+    assert rows.input_ids.shape[1] > batch.input_ids.shape[1]  # the reference is in the teacher's prompt
+    assert stats["teacher_d_abs_mean"] > 0
+
+
+def test_score_continuations_equals_a_plain_forward(toy_tiny_dir):
+    from harness.policy import Policy
+
+    policy = Policy.load(toy_tiny_dir, threads=2)
+    prefix = policy.tokenizer.encode("Look up the light, then submit", add_special_tokens=False) * 3
+    options = [policy.tokenizer.encode(x, add_special_tokens=False) for x in (" 1}", " -0.5}", " gold")]
+    got = policy.score_continuations(prefix, options)
+    again = policy.score_continuations(prefix, options)  # now from the cached prefix
+    with torch.no_grad():
+        for opt, g, a in zip(options, got, again, strict=True):
+            ids = torch.tensor([prefix + opt])
+            logp = policy.model(input_ids=ids).logits.log_softmax(-1)[0]
+            want = sum(float(logp[len(prefix) - 1 + k, t]) for k, t in enumerate(opt))
+            assert g == pytest.approx(want, abs=1e-4) and a == pytest.approx(want, abs=1e-4)
