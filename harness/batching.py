@@ -1,12 +1,16 @@
-"""Run several episodes at once and answer their model calls in batches (training rollouts).
+"""Answer concurrent model calls to a local Policy in batches.
 
-Every episode runs in one event loop; when a Policy-backed agent or user wants a reply it
-parks its request at the `BatchGate` and waits. Once every live episode is parked (or has
+`BatchGate` (training rollouts, learning checks) knows how many episodes are running. Every
+episode runs in one event loop; when a Policy-backed agent or user wants a reply it parks its request at the `BatchGate` and waits. Once every live episode is parked (or has
 ended), the gate runs the parked requests as batched `Policy.generate_batch` calls, one per
-(policy, sampling settings), and wakes the episodes. Episodes therefore advance in lockstep and
-each batch is always the same set of requests for a given seed, so sampled rollouts stay
-reproducible, which a time-window batcher would not give. Episodes that block on I/O
-(AppWorld's servers) keep running in their worker threads meanwhile (loop.py's `_call`).
+(policy, sampling settings), and wakes the episodes. Each row samples from its own seeded
+stream, so an episode's rollout is the one it would have had alone with the same seed.
+Episodes that block on I/O (AppWorld's servers) keep running in their worker threads meanwhile
+(loop.py's `_call`).
+
+`RequestBatcher` (the inspect provider `local/PATH`, whose samples run as concurrent tasks it does
+not count) batches whatever has arrived: requests that come while a batch is generating form
+the next one. Per-row streams make the replies independent of that grouping too.
 """
 
 from __future__ import annotations
@@ -60,13 +64,11 @@ class BatchGate:
             batches.setdefault((id(r.policy), r.temperature, r.top_p, r.max_new_tokens), []).append(r)
         for rows in batches.values():
             first = rows[0]
-            seeds = [r.seed for r in rows]
-            # One sampling stream per batch, seeded from all its rows' seeds (ints hash stably).
-            seed = None if None in seeds else hash(tuple(seeds)) % (1 << 31)
             self.batches.append(len(rows))
             try:
-                outs = first.policy.generate_batch([r.prompt for r in rows], first.temperature, first.top_p, seed,
-                                                   first.max_new_tokens, [r.call_prefix for r in rows])  # fmt: skip
+                outs = first.policy.generate_batch([r.prompt for r in rows], first.temperature, first.top_p,
+                                                   [r.seed for r in rows], first.max_new_tokens,
+                                                   [r.call_prefix for r in rows])  # fmt: skip
             except Exception as e:  # every waiting episode sees the failure, as it would have alone
                 for r in rows:
                     r.future.set_exception(e)
@@ -101,3 +103,43 @@ async def run_together(jobs: list[Callable[[BatchGate], Awaitable[T]]], max_conc
 def run_batched(jobs: list[Callable[[BatchGate], Awaitable[T]]], max_concurrent: int | None = None) -> list[T]:
     """`run_together` from synchronous code."""
     return asyncio.run(run_together(jobs, max_concurrent))
+
+
+class RequestBatcher:
+    def __init__(self, policy: Policy, max_batch: int = 8, window_s: float = 0.01):
+        self.policy, self.max_batch, self.window_s = policy, max_batch, window_s
+        self.queue: list[_Request] = []
+        self.batches: list[int] = []
+        self._worker: asyncio.Task | None = None
+
+    async def generate(self, prompt: list[int], *, temperature: float = 0.0, top_p: float = 1.0,
+                       seed: int | None = None, max_new_tokens: int = 256, call_prefix: str = "call") -> PolicyOutput:  # fmt: skip
+        future = asyncio.get_running_loop().create_future()
+        self.queue.append(_Request(self.policy, prompt, temperature, top_p, seed, max_new_tokens, call_prefix, future))
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        await asyncio.sleep(self.window_s)  # requests issued together (samples starting) join the first batch
+        while self.queue:
+            key = self._key(self.queue[0])
+            rows = [r for r in self.queue if self._key(r) == key][: self.max_batch]
+            self.queue = [r for r in self.queue if r not in rows]
+            self.batches.append(len(rows))
+            first = rows[0]
+            try:
+                outs = await asyncio.to_thread(
+                    self.policy.generate_batch, [r.prompt for r in rows], first.temperature, first.top_p,
+                    [r.seed for r in rows], first.max_new_tokens, [r.call_prefix for r in rows],
+                )  # fmt: skip
+            except Exception as e:  # each caller sees the failure, as it would have alone
+                for r in rows:
+                    r.future.set_exception(e)
+                continue
+            for r, out in zip(rows, outs, strict=True):
+                r.future.set_result(out)
+
+    @staticmethod
+    def _key(r: _Request) -> tuple:
+        return (r.temperature, r.top_p, r.max_new_tokens)

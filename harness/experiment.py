@@ -11,7 +11,7 @@ Re-running the command skips finished pieces and resumes unfinished ones.
 Config keys (see README, "Experiment configs"): name, benchmark, benchmark_args, base_model,
 train_seeds, [warm_start] (TrainConfig keys, algo "sft" by default), [train] (TrainConfig keys
 shared by every method: the budget), [eval] (split, seeds, temperature, limit, user_model,
-max_steps, max_errors, max_tokens, base_seed), [[methods]] (name, algo, algo_config),
+max_steps, max_errors, max_tokens, base_seed, model_args), [[methods]] (name, algo, algo_config),
 published (a JSON file of cited numbers, shown only in a labelled column).
 """
 
@@ -121,6 +121,7 @@ class Experiment:
                 base_seed=int(e.get("base_seed", 0)), temperature=float(e.get("temperature", 0.0)),
                 limit=e.get("limit"), max_steps=int(e.get("max_steps", 200)), max_errors=int(e.get("max_errors", 10)),
                 max_tokens=e.get("max_tokens"), benchmark_args=dict(self.cfg.benchmark_args),
+                model_args={k: str(v) for k, v in e.get("model_args", {}).items()},
             )  # fmt: skip
             run_eval(cfg, out, display="none", extra_manifest={"method": method, "train_seed": train_seed,
                                                                "experiment": self.cfg.name})  # fmt: skip

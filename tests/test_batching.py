@@ -54,13 +54,18 @@ def test_greedy_batch_matches_one_at_a_time_across_turns(policy, monkeypatch):
         assert y.logprobs == pytest.approx(x.logprobs, abs=1e-4)
 
 
-def test_sampled_batch_is_reproducible_from_its_seed(policy):
-    a, _, _ = _prompts(policy)
-    runs = [policy.generate_batch([a] * 4, temperature=1.0, seed=s, max_new_tokens=16) for s in (3, 3, 4)]
-    ids = [[o.completion_ids for o in run] for run in runs]
-    assert ids[0] == ids[1]
-    assert ids[0] != ids[2]
-    assert len({tuple(x) for x in ids[0]}) > 1  # siblings in one batch are not copies of each other
+def test_sampled_rows_are_the_rows_sampled_alone(policy):
+    """Each row samples from its own seeded stream: a row's reply does not depend on what else
+    shares its batch, siblings with different seeds differ, and a seed reproduces its reply."""
+    a, b, _ = _prompts(policy)
+    batch = policy.generate_batch([a, a, b, a], temperature=1.0, seeds=[3, 4, 3, 3], max_new_tokens=16)
+    policy.clear_cache()
+    alone = [policy.generate_ids(p, temperature=1.0, seed=s, max_new_tokens=16) for p, s in ((a, 3), (a, 4), (b, 3))]
+    assert [o.completion_ids for o in batch[:3]] == [o.completion_ids for o in alone]
+    assert batch[3].completion_ids == batch[0].completion_ids  # same prompt, same seed
+    assert batch[0].completion_ids != batch[1].completion_ids
+    other = policy.generate_batch([b, a], temperature=1.0, seeds=[3, 4], max_new_tokens=16)  # other company
+    assert other[1].completion_ids == batch[1].completion_ids
 
 
 def test_rows_without_room_go_one_at_a_time(policy):
@@ -103,11 +108,11 @@ def test_gate_batches_every_live_episode_and_respects_the_concurrency_cap():
 
 
 def test_batched_episodes_match_episodes_run_alone(tiny_model_dir):
-    """τ³ episodes (agent and simulated user both played by the Policy, greedy) run together
-    through the gate give the same conversations as each run alone."""
+    """τ³ episodes (agent and simulated user both played by the Policy, sampled) run together
+    through the gate give the same conversations as each run alone with the same seeds."""
     policy = Policy.load(tiny_model_dir, threads=2)
     bench = get_benchmark("tau3-airline")
-    sampling, loop = Sampling(temperature=0.0, max_new_tokens=8), LoopConfig(max_steps=5)
+    sampling, loop = Sampling(temperature=1.0, max_new_tokens=8), LoopConfig(max_steps=5)
     runs = [("8", 1), ("3", 2)]
     together = run_episodes(bench, runs, policy, sampling, loop)
     for (tid, seed), res in zip(runs, together, strict=True):
@@ -152,3 +157,22 @@ def test_shared_prefix_forward_equals_the_plain_forward(policy, monkeypatch):
         assert a.shape == b.shape
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-3)
     assert (plain[0] != 0).sum() == mask.sum()
+
+
+def test_request_batcher_batches_concurrent_calls_without_changing_replies(policy):
+    """The inspect provider's batcher: calls that arrive together run as one batch, a call that
+    arrives during it joins the next, and every reply is the one the row gets alone."""
+    from harness.batching import RequestBatcher
+
+    a, b, c = _prompts(policy)
+    batcher = RequestBatcher(policy, max_batch=3)
+
+    async def calls():
+        first = [batcher.generate(p, temperature=1.0, seed=s, max_new_tokens=10) for p, s in ((a, 1), (b, 2), (c, 3), (a, 4))]
+        return await asyncio.gather(*first)
+
+    got = asyncio.run(calls())
+    assert batcher.batches == [3, 1]  # capped at max_batch; the rest forms the next batch
+    policy.clear_cache()
+    for out, (p, s) in zip(got, ((a, 1), (b, 2), (c, 3), (a, 4)), strict=True):
+        assert out.completion_ids == policy.generate_ids(p, temperature=1.0, seed=s, max_new_tokens=10).completion_ids
