@@ -125,7 +125,8 @@ class RequestBatcher:
         while self.queue:
             key = self._key(self.queue[0])
             rows = [r for r in self.queue if self._key(r) == key][: self.max_batch]
-            self.queue = [r for r in self.queue if r not in rows]
+            taken = {id(r) for r in rows}
+            self.queue = [r for r in self.queue if id(r) not in taken]
             self.batches.append(len(rows))
             first = rows[0]
             try:

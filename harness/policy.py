@@ -57,7 +57,9 @@ class _NotBatchable(Exception):
     """The model's KV cache is not the plain per-layer key/value kind that can be padded into a batch."""
 
 
-def _plain_layers(cache: Any) -> bool:
+def plain_kv_layers(cache: Any) -> bool:
+    """True for a cache of plain per-layer key/value tensors (no sliding window, nothing offloaded):
+    the only kind that may be padded, broadcast or sliced along the batch and sequence dims."""
     layers = getattr(cache, "layers", None)
     return bool(layers) and all(type(x).__name__ == "DynamicLayer" and getattr(x, "keys", None) is not None for x in layers)
 
@@ -329,8 +331,7 @@ class Policy:
 
         dev = self.model.device
         width = max(len(c) for c in continuations) + 1
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
-        rows = [[prefix[-1], *c] + [pad_id] * (width - 1 - len(c)) for c in continuations]
+        rows = [[prefix[-1], *c] + [self._pad_id] * (width - 1 - len(c)) for c in continuations]
         with self._lock, torch.no_grad():
             try:
                 cache, _ = self._row_cache(prefix)
@@ -363,7 +364,7 @@ class Policy:
             dev = self.model.device
             self.model(input_ids=torch.tensor([todo], device=dev), **{CACHE_ARG: cache}, use_cache=True,
                        logits_to_keep=1)  # fmt: skip
-        if not _plain_layers(cache) or cache.get_seq_length() != len(prompt) - 1:
+        if not plain_kv_layers(cache) or cache.get_seq_length() != len(prompt) - 1:
             raise _NotBatchable
         return cache, reused
 
@@ -396,6 +397,7 @@ class Policy:
             out = self._run_generate(ids, mask, DynamicCache(ddp_cache_data=layers), max_new_tokens, temperature, top_p,
                                      seeds)  # fmt: skip
             new_cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+            self._cache_slots = max(self._cache_slots, len(prompts))  # every row's next turn finds its cache
             results = []
             for b, (p, pad) in enumerate(zip(prompts, pads, strict=True)):
                 completion, lps = self._completion(out, b, width)
