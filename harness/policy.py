@@ -9,6 +9,10 @@ so both see the same template, format and parser.
 The KV cache is reused across turns: a conversation only grows, so the longest cached prefix of
 the new prompt's token ids is kept and only the new tokens are run. A prompt that leaves no room
 in the context window returns status `model_length` (the loop ends with context_overflow).
+
+`generate_batch` decodes several prompts together (rollout groups, concurrent eval samples),
+each row from its own cached prefix. Sampling draws every row from its own seeded stream
+(`RowSeededGumbel`), so a reply never depends on what shares its batch.
 """
 
 from __future__ import annotations

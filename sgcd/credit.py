@@ -217,7 +217,8 @@ class GuidedLocalProvider(Provider):
     the skeleton so far (one forward pass per turn over all options, on the cached prefix). No
     "why" is asked for. A grammar-constrained decoder (lm-format-enforcer, outlines) would decode
     every forced key token one at a time, about ten times the cost on a CPU, hence this by hand.
-    For small models (the embedded SmolLM2-135M never writes the free-form JSON)."""
+    For small models (the embedded SmolLM2-135M never writes the free-form JSON). The answer is
+    deterministic and always parses, so `retries` does not apply."""
 
     CREDIT_CHOICES = ("-1", "-0.5", "0", "0.5", "1")
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from harness.policy import CACHE_ARG
+from harness.policy import CACHE_ARG, plain_kv_layers
 
 
 @dataclass
@@ -136,9 +136,10 @@ def position_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.T
     if not _accepts_logits_to_keep(model):
         return model(**kwargs).logits[keep.to(dev)], where
     shared = _shared_prefix(input_ids[:, :width], attention_mask[:, :width], keep)
+    logits = None
     if shared:
         logits = _forward_with_shared_prefix(model, kwargs["input_ids"], kwargs["attention_mask"], keep.to(dev), shared)
-    else:
+    if logits is None:
         logits = model(**kwargs, logits_to_keep=keep.to(dev)).logits
     return logits.reshape(-1, logits.shape[-1]), where  # flattened by the boolean mask
 
@@ -160,17 +161,21 @@ def _shared_prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor, keep: 
 
 
 def _forward_with_shared_prefix(model: Any, ids: torch.Tensor, att: torch.Tensor, keep: torch.Tensor,
-                                prefix: int) -> torch.Tensor:  # fmt: skip
+                                prefix: int) -> torch.Tensor | None:  # fmt: skip
     """The kept logits of a forward pass over rows that share their first `prefix` tokens: the
     prefix runs once (batch 1) and its keys/values are broadcast to every row for the rest.
     Gradients flow through the broadcast (they sum over the rows), so values and gradients are
     those of the plain pass; with a group's 250-token prompt and short completions this runs
-    about 2.5x fewer tokens. Written by hand: transformers has no prefix-sharing forward."""
+    about 2.5x fewer tokens. Written by hand: transformers has no prefix-sharing forward.
+    None when the model's cache is not plain per-layer keys/values (sliding windows, a cache
+    switched off): the caller then runs the plain pass."""
     from transformers import DynamicCache
 
     cache = DynamicCache()
     model(input_ids=ids[:1, :prefix], attention_mask=att[:1, :prefix], **{CACHE_ARG: cache}, use_cache=True,
           logits_to_keep=1)  # fmt: skip
+    if not plain_kv_layers(cache) or cache.get_seq_length() != prefix:
+        return None
     rows = ids.shape[0]
     layers = [(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1)) for layer in cache.layers]
     out = model(input_ids=ids[:, prefix:], attention_mask=att, **{CACHE_ARG: DynamicCache(ddp_cache_data=layers)},
