@@ -51,7 +51,7 @@ class BatchGate:
         return await future
 
     def leave(self) -> None:
-        """An episode ended: the others no longer wait for it."""
+        """A worker has no episode left to run: the others no longer wait for it."""
         self.live -= 1
         self._flush_if_all_parked()
 
