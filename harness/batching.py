@@ -36,6 +36,27 @@ class _Request:
     call_prefix: str
     future: asyncio.Future
 
+    @property
+    def key(self) -> tuple:
+        """Requests with the same key can share one batched call."""
+        return (id(self.policy), self.temperature, self.top_p, self.max_new_tokens)
+
+
+def _call(rows: list[_Request]) -> list[PolicyOutput]:
+    """One batched call for requests that share a key."""
+    first = rows[0]
+    return first.policy.generate_batch([r.prompt for r in rows], first.temperature, first.top_p, [r.seed for r in rows],
+                                       first.max_new_tokens, [r.call_prefix for r in rows])  # fmt: skip
+
+
+def _resolve(rows: list[_Request], outs: list[PolicyOutput] | Exception) -> None:
+    """Wake each caller with its reply, or with the call's failure (as it would have failed alone)."""
+    for i, r in enumerate(rows):
+        if isinstance(outs, Exception):
+            r.future.set_exception(outs)
+        else:
+            r.future.set_result(outs[i])
+
 
 class BatchGate:
     def __init__(self) -> None:
@@ -61,20 +82,14 @@ class BatchGate:
         pending, self.pending = self.pending, []
         batches: dict[tuple, list[_Request]] = {}
         for r in pending:
-            batches.setdefault((id(r.policy), r.temperature, r.top_p, r.max_new_tokens), []).append(r)
+            batches.setdefault(r.key, []).append(r)
         for rows in batches.values():
-            first = rows[0]
             self.batches.append(len(rows))
             try:
-                outs = first.policy.generate_batch([r.prompt for r in rows], first.temperature, first.top_p,
-                                                   [r.seed for r in rows], first.max_new_tokens,
-                                                   [r.call_prefix for r in rows])  # fmt: skip
-            except Exception as e:  # every waiting episode sees the failure, as it would have alone
-                for r in rows:
-                    r.future.set_exception(e)
-                continue
-            for r, out in zip(rows, outs, strict=True):
-                r.future.set_result(out)
+                outs: list[PolicyOutput] | Exception = _call(rows)
+            except Exception as e:
+                outs = e
+            _resolve(rows, outs)
 
 
 async def run_together(jobs: list[Callable[[BatchGate], Awaitable[T]]], max_concurrent: int | None = None) -> list[T]:
@@ -123,24 +138,13 @@ class RequestBatcher:
     async def _drain(self) -> None:
         await asyncio.sleep(self.window_s)  # requests issued together (samples starting) join the first batch
         while self.queue:
-            key = self._key(self.queue[0])
-            rows = [r for r in self.queue if self._key(r) == key][: self.max_batch]
+            key = self.queue[0].key
+            rows = [r for r in self.queue if r.key == key][: self.max_batch]
             taken = {id(r) for r in rows}
             self.queue = [r for r in self.queue if id(r) not in taken]
             self.batches.append(len(rows))
-            first = rows[0]
-            try:
-                outs = await asyncio.to_thread(
-                    self.policy.generate_batch, [r.prompt for r in rows], first.temperature, first.top_p,
-                    [r.seed for r in rows], first.max_new_tokens, [r.call_prefix for r in rows],
-                )  # fmt: skip
-            except Exception as e:  # each caller sees the failure, as it would have alone
-                for r in rows:
-                    r.future.set_exception(e)
-                continue
-            for r, out in zip(rows, outs, strict=True):
-                r.future.set_result(out)
-
-    @staticmethod
-    def _key(r: _Request) -> tuple:
-        return (r.temperature, r.top_p, r.max_new_tokens)
+            try:  # in a worker thread; the futures are resolved back on the event loop
+                outs: list[PolicyOutput] | Exception = await asyncio.to_thread(_call, rows)
+            except Exception as e:
+                outs = e
+            _resolve(rows, outs)

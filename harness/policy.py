@@ -68,6 +68,14 @@ def plain_kv_layers(cache: Any) -> bool:
     return bool(layers) and all(type(x).__name__ == "DynamicLayer" and getattr(x, "keys", None) is not None for x in layers)
 
 
+def broadcast_cache(cache: Any, rows: int) -> Any:
+    """A batch-1 plain cache seen by `rows` rows (a broadcast view; a model's update copies it)."""
+    from transformers import DynamicCache
+
+    return DynamicCache(ddp_cache_data=[(x.keys.expand(rows, -1, -1, -1), x.values.expand(rows, -1, -1, -1))
+                                        for x in cache.layers])  # fmt: skip
+
+
 def row_seed(seed: int | None, prompt: list[int]) -> int:
     """The sampling stream of one reply: a fresh, reproducible one per turn when seeded (the
     prompt grows every turn), else drawn from torch's global generator."""
@@ -331,7 +339,6 @@ class Policy:
         among fixed options by likelihood. The prefix runs once (its KV cache is kept for the
         next call, which usually extends it) and the options run together on top of it."""
         import torch
-        from transformers import DynamicCache
 
         dev = self.model.device
         width = max(len(c) for c in continuations) + 1
@@ -344,13 +351,11 @@ class Policy:
             if cache is None:  # no batchable cache: each option as one full sequence
                 full = torch.tensor([prefix[:-1] + r for r in rows], device=dev)
                 logits = self.model(input_ids=full).logits[:, len(prefix) - 1 :]
-            else:
-                n = len(continuations)
-                layers = [(x.keys.expand(n, -1, -1, -1), x.values.expand(n, -1, -1, -1)) for x in cache.layers]
-                mask = torch.tensor([[1] * (len(prefix) - 1 + 1 + len(c)) + [0] * (width - 1 - len(c))
-                                     for c in continuations], device=dev)  # fmt: skip
+            else:  # mask: the cached prefix[:-1], then prefix[-1] + the option, then padding
+                mask = torch.tensor([[1] * (len(prefix) + len(c)) + [0] * (width - 1 - len(c)) for c in continuations],
+                                    device=dev)  # fmt: skip
                 logits = self.model(input_ids=torch.tensor(rows, device=dev), attention_mask=mask,
-                                    **{CACHE_ARG: DynamicCache(ddp_cache_data=layers)}, use_cache=True).logits  # fmt: skip
+                                    **{CACHE_ARG: broadcast_cache(cache, len(continuations))}, use_cache=True).logits  # fmt: skip
                 self._put_cache(prefix[:-1], cache)
             logp = torch.log_softmax(logits.float(), dim=-1)
             return [float(sum(logp[i, k, t] for k, t in enumerate(c))) for i, c in enumerate(continuations)]

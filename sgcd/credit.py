@@ -207,7 +207,7 @@ class LocalProvider(Provider):
         return out.text
 
 
-class GuidedLocalProvider(Provider):
+class GuidedLocalProvider(LocalProvider):
     """A local Hugging Face model filling the reference's JSON skeleton, so every answer parses.
 
     The skeleton is fixed by the group's shape (which trajectories, how many turns each), so only
@@ -223,10 +223,7 @@ class GuidedLocalProvider(Provider):
     CREDIT_CHOICES = ("-1", "-0.5", "0", "0.5", "1")
 
     def __init__(self, path: str, max_new_tokens: int = 384):
-        from harness.providers import load_policy
-
-        self.policy = load_policy(path)
-        self.max_new_tokens = max_new_tokens
+        super().__init__(path, max_new_tokens)
         self.name = f"guided/{path}"
 
     def _ids(self, prompt_ids: list[int], text: str) -> list[int]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from harness.policy import CACHE_ARG, plain_kv_layers
+from harness.policy import CACHE_ARG, broadcast_cache, plain_kv_layers
 
 
 @dataclass
@@ -176,9 +176,7 @@ def _forward_with_shared_prefix(model: Any, ids: torch.Tensor, att: torch.Tensor
           logits_to_keep=1)  # fmt: skip
     if not plain_kv_layers(cache) or cache.get_seq_length() != prefix:
         return None
-    rows = ids.shape[0]
-    layers = [(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1)) for layer in cache.layers]
-    out = model(input_ids=ids[:, prefix:], attention_mask=att, **{CACHE_ARG: DynamicCache(ddp_cache_data=layers)},
+    out = model(input_ids=ids[:, prefix:], attention_mask=att, **{CACHE_ARG: broadcast_cache(cache, ids.shape[0])},
                 use_cache=True, logits_to_keep=keep[:, prefix:])  # fmt: skip
     return out.logits
 
