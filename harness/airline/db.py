@@ -2,7 +2,8 @@
 
 `AirlineDB` holds the three tables (flights, users, reservations) as plain dicts, normalized the
 way upstream's pydantic models dump them (a reservation without `status` gets `None`; payment
-amounts ints, gift-card and certificate amounts floats). It is never mutated after load.
+amounts ints, gift-card and certificate amounts floats; keys in the models' field order, which
+is the key order of the JSON the agent reads). It is never mutated after load.
 
 `AirlineState` is one episode's world: a copy-on-write overlay holding only the records the
 episode wrote (a record is deep-copied the first time a tool edits it). Creating a state costs
@@ -32,19 +33,47 @@ def canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
 
 
+# Field order of upstream's models (data_model.py), i.e. the key order of their model_dump().
+_FLIGHT_KEYS = ("flight_number", "origin", "destination", "scheduled_departure_time_est",
+                "scheduled_arrival_time_est", "dates")  # fmt: skip
+_RESERVATION_FLIGHT_KEYS = ("flight_number", "origin", "destination", "date", "price")
+_USER_KEYS = ("user_id", "name", "address", "email", "dob", "payment_methods", "saved_passengers",
+              "membership", "reservations")  # fmt: skip
+_ADDRESS_KEYS = ("address1", "address2", "city", "country", "state", "zip")
+_RESERVATION_KEYS = ("reservation_id", "user_id", "origin", "destination", "flight_type", "cabin",
+                     "flights", "passengers", "payment_history", "created_at", "total_baggages",
+                     "nonfree_baggages", "insurance", "status")  # fmt: skip
+
+
+def _ordered(record: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The record with `keys` first, in that order (any other key after them, as found)."""
+    out = {k: record[k] for k in keys if k in record}
+    out.update((k, v) for k, v in record.items() if k not in out)
+    return out
+
+
 def _normalize(db: dict[str, Any]) -> None:
-    """Fill optional fields and fix numeric types as upstream's models would on load."""
-    for user in db["users"].values():
+    """Fill optional fields, fix numeric types and order keys as upstream's models would on load."""
+    flights = db["flights"]
+    for number, flight in flights.items():
+        flights[number] = _ordered(flight, _FLIGHT_KEYS)
+    users = db["users"]
+    for user_id, user in users.items():
         user["address"].setdefault("address2", None)
+        user["address"] = _ordered(user["address"], _ADDRESS_KEYS)
         for method in user["payment_methods"].values():
             if method.get("source") in ("gift_card", "certificate"):
                 method["amount"] = float(method["amount"])
-    for res in db["reservations"].values():
+        users[user_id] = _ordered(user, _USER_KEYS)
+    reservations = db["reservations"]
+    for res_id, res in reservations.items():
         res.setdefault("status", None)
         for p in res["payment_history"]:
             p["amount"] = int(p["amount"])
+        res["flights"] = [_ordered(f, _RESERVATION_FLIGHT_KEYS) for f in res["flights"]]
         for f in res["flights"]:
             f["price"] = int(f["price"])
+        reservations[res_id] = _ordered(res, _RESERVATION_KEYS)
 
 
 class AirlineDB:

@@ -2,7 +2,8 @@
 
 Upstream builds new reservations, payments, passengers and flight entries as pydantic models, so
 their fields take the declared types under pydantic's lax coercion (100.0 -> 100, "2" -> 2,
-2.5 -> error). Using pydantic here reproduces that exactly; field order follows db.json.
+2.5 -> error). Using pydantic here reproduces that exactly, error text included (the class
+names are upstream's). Field order is upstream's: it is the key order of the JSON the agent reads.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ class Payment(BaseModel):
 
 
 class ReservationFlight(BaseModel):
+    flight_number: str
     origin: str
     destination: str
-    flight_number: str
     date: str
     price: int
 
