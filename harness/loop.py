@@ -4,7 +4,7 @@ Turn-taking follows the tau2-bench orchestrator: the episode's opening messages 
 agent's greeting) come first; then the user speaks; an agent message with tool calls goes to
 the environment and the agent speaks again; an agent text message goes to the user (or, where
 the benchmark has no user, ends the episode). Every message counts as a step. The episode ends
-with user_stop (a stop token in the user's text), agent_stop (###STOP### in the agent's text,
+with user_stop (a stop token in the user's text), agent_stop (an agent stop token, none on τ³,
 or a tool result that completes the task), max_steps, too_many_errors (tool errors), or
 context_overflow / agent_error from the agent's model. An `InfraError` from the environment or
 a model transport failure is retried once, then recorded as infra_error.
@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from harness.records import EndReason, Episode, InfraError, Message, Outcome, ToolCall
-
-AGENT_STOP_TOKEN = "###STOP###"
 
 
 @dataclass
@@ -156,9 +154,7 @@ async def _run_once(episode: Episode, agent: AgentModel, user: UserModel | None,
                 continue
             if not (m.content or "").strip():
                 raise _End(EndReason.AGENT_ERROR, "empty agent message")
-            if AGENT_STOP_TOKEN in m.content:
-                raise _End(EndReason.AGENT_STOP)
-            if not has_user:
+            if not has_user or any(tok in m.content for tok in start.user.agent_stop_tokens):  # type: ignore[union-attr]
                 raise _End(EndReason.AGENT_STOP)
             speaker = "user"
     except _End as end:

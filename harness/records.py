@@ -101,10 +101,16 @@ class Message:
 
 @dataclass
 class UserSpec:
-    """What a simulated user needs: its system prompt and the tokens that end the conversation."""
+    """What a simulated user needs: its system prompt and the tokens that end the conversation.
+
+    stop_tokens end it from the user's side (user_stop); agent_stop_tokens from the agent's
+    (agent_stop). τ³-airline sets none for the agent: upstream's conversational agent cannot
+    end a conversation, its ###STOP### is just text the user reads.
+    """
 
     system_prompt: str
     stop_tokens: tuple[str, ...]
+    agent_stop_tokens: tuple[str, ...] = ("###STOP###",)
 
 
 @dataclass

@@ -26,7 +26,8 @@ _BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
 
 
 def canonical_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return _canonical_tools(json.dumps(tools, sort_keys=True))
+    # Keyed on the JSON as given (not sorted): parameters keep their declared order.
+    return _canonical_tools(json.dumps(tools))
 
 
 @functools.lru_cache(maxsize=32)

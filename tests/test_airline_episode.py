@@ -6,6 +6,14 @@ from harness.airline.episode import AirlineEpisode
 from harness.airline.evaluator import gold_state
 from harness.records import EndReason, Episode, Message, ToolCall
 
+# The official toolkit's declaration order (tau2 AirlineTools): the order of the agent's tool list.
+OFFICIAL_TOOL_ORDER = [
+    "book_reservation", "calculate", "cancel_reservation", "get_reservation_details", "get_user_details",
+    "list_all_airports", "search_direct_flight", "search_onestop_flight", "send_certificate",
+    "transfer_to_human_agents", "update_reservation_baggages", "update_reservation_flights",
+    "update_reservation_passengers", "get_flight_status",
+]  # fmt: skip
+
 
 def test_episode_protocol_end_to_end(domain):
     task = domain.task("8")
@@ -13,7 +21,7 @@ def test_episode_protocol_end_to_end(domain):
     assert isinstance(ep, Episode)
     start = ep.reset()
     assert "<policy>" in start.system_prompt and domain.policy in start.system_prompt
-    assert [t["function"]["name"] for t in start.tools] == sorted(t["function"]["name"] for t in start.tools)
+    assert [t["function"]["name"] for t in start.tools] == OFFICIAL_TOOL_ORDER
     assert len(start.tools) == 14 and domain.tool_descriptions == "official"
     assert start.messages[0].content == "Hi! How can I help you today?"
     assert "<scenario>" in start.user.system_prompt and "sophia_silva_7557" in start.user.system_prompt

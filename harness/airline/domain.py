@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.airline.db import AirlineDB, load_db
-from harness.airline.schemas import project_tool_schemas
+from harness.airline.schemas import in_official_order, project_tool_schemas
 from harness.data import DataError, dataset_dir, require_dataset, sha256_file
 
 DATASET = "tau3-airline"
@@ -138,9 +138,10 @@ class AirlineDomain:
 
     @cached_property
     def tool_schemas(self) -> list[dict[str, Any]]:
+        """The 14 schemas in the official tool order (tools.json itself is sorted by name)."""
         if self.tool_descriptions == "official":
-            return self._json("tools.json")
-        return project_tool_schemas()
+            return in_official_order(self._json("tools.json"))
+        return in_official_order(project_tool_schemas())
 
     def task(self, task_id: str) -> AirlineTask:
         try:

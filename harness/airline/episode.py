@@ -32,7 +32,8 @@ class AirlineEpisode:
             system_prompt=self.domain.agent_system_prompt(),
             tools=self.domain.tool_schemas,
             messages=[Message(role="assistant", content=self.opening_line)] if self.opening_line else [],
-            user=UserSpec(self.domain.user_system_prompt(self.task), USER_STOP_TOKENS),
+            # No agent stop token: upstream's agent cannot end the conversation (see README).
+            user=UserSpec(self.domain.user_system_prompt(self.task), USER_STOP_TOKENS, agent_stop_tokens=()),
         )
 
     def step(self, call: ToolCall) -> ToolResult:

@@ -2,11 +2,15 @@
 
 Same names, parameters, types and required lists as the official environment emits; the prose
 is ours. The run manifest records which set was used (`tool_descriptions`: official | project).
+Either set is presented in upstream's order (`in_official_order`): the toolkit's declaration
+order, which ends with get_flight_status.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from harness.airline.tools import TOOLS
 
 
 def _s(desc: str) -> dict[str, Any]:
@@ -55,9 +59,6 @@ _TOOLS: list[tuple[str, str, dict[str, Any]]] = [
         "expression": _s("The expression, e.g. '(120 + 35) * 2'."),
     }),
     ("cancel_reservation", "Cancel a whole reservation and refund its payments.", {"reservation_id": _RES}),
-    ("get_flight_status", "Look up the status of one flight on one date.", {
-        "flight_number": _s("Flight number."), "date": _s("Flight date, YYYY-MM-DD."),
-    }),
     ("get_reservation_details", "Look up a reservation.", {"reservation_id": _RES}),
     ("get_user_details", "Look up a user's profile, payment methods and reservations.", {"user_id": _USER}),
     ("list_all_airports", "List every airport served, with its city.", {}),
@@ -95,6 +96,9 @@ _TOOLS: list[tuple[str, str, dict[str, Any]]] = [
         "reservation_id": _RES,
         "passengers": _obj("Every passenger, in order.", _PASSENGER),
     }),
+    ("get_flight_status", "Look up the status of one flight on one date.", {
+        "flight_number": _s("Flight number."), "date": _s("Flight date, YYYY-MM-DD."),
+    }),
 ]  # fmt: skip
 
 
@@ -107,3 +111,10 @@ def project_tool_schemas() -> list[dict[str, Any]]:
             params["required"] = list(props)
         out.append({"type": "function", "function": {"name": name, "description": desc, "parameters": params}})
     return out
+
+
+def in_official_order(schemas: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The schemas in the order the official environment lists its tools (that of
+    `tools.TOOLS`); a name it does not know goes last, in the given order."""
+    rank = {name: i for i, name in enumerate(TOOLS)}
+    return sorted(schemas, key=lambda s: rank.get(s.get("function", s).get("name"), len(rank)))
