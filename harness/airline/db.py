@@ -47,6 +47,8 @@ _RESERVATION_KEYS = ("reservation_id", "user_id", "origin", "destination", "flig
 
 def _ordered(record: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     """The record with `keys` first, in that order (any other key after them, as found)."""
+    if list(record)[: len(keys)] == list(keys):
+        return record
     out = {k: record[k] for k in keys if k in record}
     out.update((k, v) for k, v in record.items() if k not in out)
     return out
