@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.jsonl import JsonlError, read_jsonl
 from harness.records import Message
 
 SCHEMA_HINT = (
@@ -287,6 +288,16 @@ class RandomProvider(Provider):
         return ans
 
 
+PROVIDER_FORMS = "openai | local/PATH | guided/PATH | zero | random"
+
+
+def is_provider_name(name: str) -> bool:
+    """Whether make_provider knows `name` (checked at config time, before any model loads)."""
+    return name in ("zero", "openai", "random") or (
+        name.startswith(("local/", "guided/")) and len(name.split("/", 1)[1]) > 0
+    )
+
+
 def make_provider(name: str, random_base: str = "zero", seed: int = 0, max_new_tokens: int = 384) -> Provider:
     if name == "zero":
         return ZeroProvider()
@@ -298,7 +309,7 @@ def make_provider(name: str, random_base: str = "zero", seed: int = 0, max_new_t
         return GuidedLocalProvider(name[len("guided/"):], max_new_tokens)
     if name == "random":
         return RandomProvider(make_provider(random_base, seed=seed, max_new_tokens=max_new_tokens), seed)
-    raise ValueError(f"unknown credit provider {name!r} (openai | local/PATH | guided/PATH | zero | random)")
+    raise ValueError(f"unknown credit provider {name!r} ({PROVIDER_FORMS})")
 
 
 class ReferenceCache:
@@ -307,11 +318,10 @@ class ReferenceCache:
     def __init__(self, path: Path):
         self.path = path
         self.entries: dict[str, dict[str, Any]] = {}
-        if path.exists():
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    rec = json.loads(line)
-                    self.entries[rec["key"]] = rec
+        for i, rec in enumerate(read_jsonl(path, repair=True), start=1):  # a torn last line: dropped, warned
+            if not isinstance(rec.get("key"), str):
+                raise JsonlError(f"{path}: record {i} has no 'key'; remove the file to ask the provider again")
+            self.entries[rec["key"]] = rec
 
     @staticmethod
     def key(provider: str, prompt: str) -> str:

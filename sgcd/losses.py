@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+AGGREGATIONS = ("token-mean", "seq-mean-token-mean")
+
 
 @dataclass
 class PGConfig:
@@ -34,7 +36,7 @@ def aggregate(values: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tenso
         per_row = (values * mask).sum(-1) / mask.sum(-1).clamp(min=1)
         has = (mask.sum(-1) > 0).float()
         return (per_row * has).sum() / has.sum().clamp(min=1)
-    raise ValueError(f"unknown loss aggregation {how!r} (token-mean | seq-mean-token-mean)")
+    raise ValueError(f"unknown loss aggregation {how!r} ({' | '.join(AGGREGATIONS)})")
 
 
 def clipped_pg_loss(
