@@ -67,7 +67,7 @@ def score_cmd(benchmark: str, input_path: Path, output_path: Path, data_dir: Pat
 
     try:
         counts = score_file(input_path, output_path, data_dir=data_dir)
-    except DataError as e:
+    except (DataError, ValueError) as e:
         raise click.ClickException(str(e)) from e
     console.print(
         f"scored {counts['scored']} trajectories ({counts['success']} successes), "

@@ -288,16 +288,6 @@ class RandomProvider(Provider):
         return ans
 
 
-PROVIDER_FORMS = "openai | local/PATH | guided/PATH | zero | random"
-
-
-def is_provider_name(name: str) -> bool:
-    """Whether make_provider knows `name` (checked at config time, before any model loads)."""
-    return name in ("zero", "openai", "random") or (
-        name.startswith(("local/", "guided/")) and len(name.split("/", 1)[1]) > 0
-    )
-
-
 def make_provider(name: str, random_base: str = "zero", seed: int = 0, max_new_tokens: int = 384) -> Provider:
     if name == "zero":
         return ZeroProvider()
@@ -309,7 +299,7 @@ def make_provider(name: str, random_base: str = "zero", seed: int = 0, max_new_t
         return GuidedLocalProvider(name[len("guided/"):], max_new_tokens)
     if name == "random":
         return RandomProvider(make_provider(random_base, seed=seed, max_new_tokens=max_new_tokens), seed)
-    raise ValueError(f"unknown credit provider {name!r} ({PROVIDER_FORMS})")
+    raise ValueError(f"unknown credit provider {name!r} (openai | local/PATH | guided/PATH | zero | random)")
 
 
 class ReferenceCache:
@@ -336,3 +326,14 @@ class ReferenceCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+# Config-time check (SGCD.Config), before any model loads; keep in step with make_provider.
+PROVIDER_FORMS = "openai | local/PATH | guided/PATH | zero | random"
+
+
+def is_provider_name(name: str) -> bool:
+    """Whether make_provider knows `name`."""
+    return name in ("zero", "openai", "random") or (
+        name.startswith(("local/", "guided/")) and len(name.split("/", 1)[1]) > 0
+    )
