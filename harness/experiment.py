@@ -114,7 +114,7 @@ class ExperimentConfig:
             for key in keys:
                 if key in SET_BY_EXPERIMENT and not (table == "warm_start" and key in ("algo", "algo_config", "seed")):
                     raise ConfigError(key, f"set by the experiment ({SET_BY_EXPERIMENT[key]}); remove it here", table)
-        if self.warm_start is not None:
+        if self.warm_start:  # an empty [warm_start] table: no warm start
             self.warm_start_config(self.base_model)
         from_table(self._train_class(), {**self.train, **self._shared()}, "train")
         for m in self.methods:
@@ -181,10 +181,7 @@ class Piece:
     after: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     hash: str = ""
-
-    @property
-    def record_path(self) -> Path:
-        return self.out.parent.parent / "pieces" / f"{self.kind}-{self.out.name}.json"
+    record_path: Path = Path()  # EXPERIMENT/pieces/KIND-FOLDER.json: the hash and config it ran with
 
 
 class Experiment:
@@ -211,7 +208,7 @@ class Experiment:
 
         cfg = self.cfg
         base_model, base_hash, warm = cfg.base_model, None, None
-        if cfg.warm_start is not None:
+        if cfg.warm_start:
             ws_cfg = cfg.warm_start_config(cfg.base_model)
             warm = self._piece(Piece("train", "warm start", self.dir / "base", ws_cfg))
             base_model = f"local/{warm.out / 'train' / 'checkpoints' / f'step-{ws_cfg.updates}'}"
@@ -245,6 +242,7 @@ class Experiment:
 
     def _piece(self, piece: Piece) -> Piece:
         piece.hash = self._hash(piece)
+        piece.record_path = self.dir / "pieces" / f"{piece.kind}-{piece.out.name}.json"
         return piece
 
     def _recorded(self, piece: Piece) -> dict[str, Any] | None:
