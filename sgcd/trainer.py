@@ -29,7 +29,7 @@ from harness.jsonl import JsonlError, read_jsonl
 from harness.loop import LoopConfig
 from sgcd.advantages import ESTIMATORS, compute_advantages
 from sgcd.algorithms import AlgoContext, get_algorithm
-from sgcd.losses import AGGREGATIONS, PGConfig, aggregate
+from sgcd.losses import PGConfig, aggregate
 from sgcd.rollout import Collected, Sampling, collect_groups
 from sgcd.tokens import TokenBatch, collate, segments_from_turns, token_logprobs
 
@@ -102,10 +102,7 @@ class TrainConfig:
         at_least("weight_decay", self.weight_decay, 0)
         require(self.grad_clip > 0, "grad_clip", "above 0", self.grad_clip)
         one_of("advantage", self.advantage, sorted(ESTIMATORS))
-        require(0 <= self.clip_low < 1, "clip_low", "in [0, 1)", self.clip_low)
-        at_least("clip_high", self.clip_high, 0)
-        one_of("loss_agg", self.loss_agg, AGGREGATIONS)
-        at_least("kl_coef", self.kl_coef, 0)
+        PGConfig(self.clip_low, self.clip_high, self.loss_agg, self.kl_coef)  # the loss's own checks
         require(bool(self.model), "model", "local/PATH, local/smollm2 or a checkpoint folder", self.model)
         from_table(algo_cls.Config, self.algo_config, "algo")
 

@@ -84,7 +84,7 @@ def test_hostile_lines_get_error_lines_and_the_rest_is_scored(domain, tmp_path):
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(rows) == len(lines)
     assert rows[0]["success"] is True and rows[-1]["success"] is True
-    assert rows[1]["id"] == "s" and "error" in rows[1]
+    assert rows[1]["id"] == "s" and "function must be an object" in rows[1]["error"]
     assert "nested too deeply" in rows[2]["error"]
     assert "not UTF-8" in rows[3]["error"]
     assert rows[4]["id"] == "deep-args" and "error" in rows[4]
