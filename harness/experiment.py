@@ -5,8 +5,11 @@ The experiment's directory is the run:
   base/               the optional shared warm start (its last checkpoint is the base)
   train/METHOD-sSEED/ each training run (sgcd/trainer.py layout)
   eval/NAME/          each evaluation run (harness/eval_run.py layout)
+  pieces/KIND-NAME.json  each piece's config and its sha256 (with the hash of the piece it starts from)
   report.md, report_plots/, manifest.json (config, pieces run / resumed / skipped)
-Re-running the command skips finished pieces and resumes unfinished ones.
+Every table is validated before any piece runs. Re-running the command skips finished pieces and
+resumes unfinished ones whose recorded hash matches; a piece whose config changed is refused
+(naming it and what changed), or redone with `force` (with every piece after it).
 
 Config keys (see README, "Experiment configs"): name, benchmark, benchmark_args, base_model,
 train_seeds, [warm_start] (TrainConfig keys, algo "sft" by default), [train] (TrainConfig keys
@@ -105,6 +108,8 @@ class ExperimentConfig:
     def validate(self) -> None:
         """Every piece's config, before any piece runs or any model loads: the warm start, each
         method's training (its [train] budget and its algorithm's own keys) and the eval protocol."""
+        require(bool(self.name) and "/" not in self.name and not self.name.startswith("."), "name",
+                "a non-empty folder name (no '/')", self.name)  # fmt: skip
         require(bool(self.methods), "methods", "at least one [[methods]] entry", self.methods)
         names = [m.name for m in self.methods]
         require(len(set(names)) == len(names), "methods", "entries with unique names", names)
