@@ -56,11 +56,13 @@ from typing import Any
 
 import torch
 
+from harness.configs import at_least, check_config, one_of, require
 from sgcd.algorithms import Algorithm, register
 from sgcd.teacher import teacher_rows
 from sgcd.tokens import TokenBatch, position_logits, token_logprobs
 
 REPROMPTS = ("solution+feedback", "solution", "feedback")
+TEACHERS = ("ema", "live")
 
 
 # ---------------------------------------------------------------------- reprompt
@@ -189,17 +191,19 @@ class SDPO(Algorithm):
         distill_weight: float = 1.0
         micro_rows: int = 4
 
+        def __post_init__(self) -> None:
+            check_config(self)
+
+        def validate(self) -> None:
+            one_of("reprompt", self.reprompt, REPROMPTS)
+            one_of("teacher", self.teacher, TEACHERS)
+            for key in ("alpha", "distill_weight", "ema_rate", "is_clip"):
+                require(0 <= getattr(self, key) <= 1, key, "in [0, 1]", getattr(self, key))
+            at_least("topk", self.topk, 1)
+            at_least("micro_rows", self.micro_rows, 1)
+
     def __init__(self, cfg: Any, ctx: Any):
         super().__init__(cfg, ctx)
-        if cfg.reprompt not in REPROMPTS:
-            raise ValueError(f"unknown reprompt {cfg.reprompt!r} ({' | '.join(REPROMPTS)})")
-        if cfg.teacher not in ("ema", "live"):
-            raise ValueError(f"unknown teacher {cfg.teacher!r} (ema | live)")
-        for key in ("alpha", "distill_weight", "ema_rate", "is_clip"):
-            if not 0 <= getattr(cfg, key) <= 1:
-                raise ValueError(f"sdpo {key} must be in [0, 1]; got {getattr(cfg, key)}")
-        if cfg.topk < 1 or cfg.micro_rows < 1:
-            raise ValueError("sdpo topk and micro_rows must be ≥ 1")
         model = ctx.policy.model
         self.teacher_model = None
         if cfg.teacher == "ema" and cfg.distill_weight > 0:

@@ -67,7 +67,7 @@ def score_cmd(benchmark: str, input_path: Path, output_path: Path, data_dir: Pat
 
     try:
         counts = score_file(input_path, output_path, data_dir=data_dir)
-    except DataError as e:
+    except (DataError, ValueError) as e:
         raise click.ClickException(str(e)) from e
     console.print(
         f"scored {counts['scored']} trajectories ({counts['success']} successes), "
@@ -128,7 +128,7 @@ def eval_cmd(benchmark, split, model, user_model, seeds, base_seed, temperature,
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 def train_cmd(algo, benchmark, model, config_path, updates, seed, out_dir) -> None:
     """Train a checkpoint; write runs/NAME/train/ (config, manifest, metrics, checkpoints). Re-running resumes."""
-    from sgcd.trainer import TrainConfig, Trainer
+    from sgcd.trainer import NonFiniteError, TrainConfig, Trainer
 
     try:
         cfg = TrainConfig.from_toml(config_path, algo=algo, benchmark=benchmark, model=model, updates=updates, seed=seed)
@@ -137,7 +137,10 @@ def train_cmd(algo, benchmark, model, config_path, updates, seed, out_dir) -> No
         raise click.ClickException(str(e)) from e
     if trainer.start_step:
         console.print(f"resuming from step {trainer.start_step}")
-    rows = trainer.run()
+    try:
+        rows = trainer.run()
+    except NonFiniteError as e:
+        raise click.ClickException(str(e)) from e
     last = trainer.latest_checkpoint()
     console.print(f"{len(rows)} updates done; checkpoint: {last}; metrics: {trainer.dir / 'metrics.jsonl'}")
 
@@ -146,10 +149,12 @@ def train_cmd(algo, benchmark, model, config_path, updates, seed, out_dir) -> No
 @click.argument("config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="The experiment's directory (default: runs/NAME).")
-def experiment_cmd(config_path: Path, out_dir: Path | None) -> None:
+@click.option("--force", is_flag=True, help="Redo pieces whose config changed since they ran (else: refused).")
+def experiment_cmd(config_path: Path, out_dir: Path | None, force: bool) -> None:
     """Train every method x seed, evaluate every checkpoint and the base, write one report.
-    Re-running resumes: finished pieces are skipped."""
+    Re-running resumes: finished pieces with the same config are skipped."""
     from harness.experiment import Experiment, ExperimentConfig
+    from sgcd.trainer import NonFiniteError
 
     try:
         cfg = ExperimentConfig.load(config_path)
@@ -157,8 +162,8 @@ def experiment_cmd(config_path: Path, out_dir: Path | None) -> None:
         raise click.ClickException(str(e)) from e
     out = out_dir or Path("runs") / cfg.name
     try:
-        report = Experiment(cfg, out).run()
-    except (ValueError, KeyError, DataError) as e:
+        report = Experiment(cfg, out, force=force).run()
+    except (ValueError, KeyError, DataError, NonFiniteError) as e:
         raise click.ClickException(str(e)) from e
     click.echo(f"report: {report}")
 

@@ -123,9 +123,10 @@ def verify(name: str, directory: Path | None = None) -> dict[str, str]:
     return found
 
 
-def require_dataset(name: str) -> Path:
-    """The verified directory of a dataset, or a DataError saying how to get it."""
-    directory = dataset_dir(name)
+def require_dataset(name: str, directory: Path | None = None) -> Path:
+    """The verified directory of a dataset (default: the pulled copy; an explicit `--data-dir`
+    is checked file by file the same way), or a DataError saying how to get it."""
+    directory = Path(directory) if directory is not None else dataset_dir(name)
     verify(name, directory)
     return directory
 

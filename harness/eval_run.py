@@ -69,6 +69,12 @@ class EvalConfigError(ValueError):
 def check_config(cfg: EvalConfig) -> None:
     if cfg.seeds < 1:
         raise EvalConfigError("--seeds must be at least 1")
+    for key in ("limit", "max_steps", "max_errors", "max_tokens", "max_samples"):  # None: no limit / default
+        value = getattr(cfg, key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise EvalConfigError(f"--{key.replace('_', '-')} must be a whole number of at least 1; got {value!r}")
+    if not cfg.temperature >= 0:  # also refuses NaN
+        raise EvalConfigError(f"--temperature must be at least 0; got {cfg.temperature}")
     if cfg.seeds > 1 and cfg.temperature <= 0 and cfg.model.startswith("local/"):
         raise EvalConfigError(
             f"{cfg.seeds} seeds at temperature 0 with a local model would repeat the same episode "

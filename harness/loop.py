@@ -204,7 +204,7 @@ def tool_call_from_text(call_id: str, name: str, arguments: Any) -> ToolCall:
     if isinstance(arguments, str):
         try:
             parsed = json.loads(arguments) if arguments.strip() else {}
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # never raises: deep nesting is the agent's error too
             return ToolCall(call_id, name, None, raw_arguments=arguments)
         if isinstance(parsed, dict):
             return ToolCall(call_id, name, parsed)

@@ -151,6 +151,9 @@ class Outcome:
         return d
 
 
+REWARD_RANGE = (0.0, 1.0)  # every benchmark's Outcome.reward; reports refuse rows outside it
+
+
 def is_success(reward: float) -> bool:
     """Upstream τ² counts a trial as a success when its reward is 1 up to 1e-6."""
     return abs(reward - 1.0) <= 1e-6

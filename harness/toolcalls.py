@@ -7,9 +7,9 @@ prompt and every conversation is rendered with the three roles every template kn
   - a tool result is a user turn `<tool_response>...</tool_response>`.
 This is the Hermes/Qwen convention, so models trained on it need no new habits.
 
-`parse_reply` never raises: a block that is not a JSON object with a string name becomes a
-call whose arguments are None (answered with a tool error), so a malformed call is the agent's
-error, not a crash.
+`parse_reply` never raises: a block that is not a JSON object with a string name (or whose
+arguments nest deeper than MAX_ARGUMENT_DEPTH) becomes a call whose arguments are None
+(answered with a tool error), so a malformed call is the agent's error, not a crash.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 from harness.records import Message, ToolCall
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
+MAX_ARGUMENT_DEPTH = 64  # deeper arguments are a malformed call: later serializers recurse on them
 _BLOCK = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL)
 
 
@@ -94,7 +95,7 @@ def parse_reply(text: str, id_prefix: str = "call") -> Message:
         body = body.strip()
         try:
             obj = json.loads(body)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python's recursion limit
             calls.append(ToolCall(call_id, _guess_name(body), None, raw_arguments=body))
             continue
         name = obj.get("name") if isinstance(obj, dict) else None
@@ -102,14 +103,27 @@ def parse_reply(text: str, id_prefix: str = "call") -> Message:
         if isinstance(args, str):
             try:
                 args = json.loads(args)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 pass
-        if not isinstance(name, str) or not isinstance(args, dict):
+        if not isinstance(name, str) or not isinstance(args, dict) or _depth(args) > MAX_ARGUMENT_DEPTH:
             calls.append(ToolCall(call_id, name if isinstance(name, str) else "invalid_tool_call", None, raw_arguments=body))
         else:
             calls.append(ToolCall(call_id, name, args))
     visible = _BLOCK.sub("", text).strip()
     return Message(role="assistant", content=visible or None, tool_calls=calls)
+
+
+def _depth(obj: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion (deep input must not raise)."""
+    deepest, stack = 0, [(obj, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        if deepest > MAX_ARGUMENT_DEPTH:
+            break
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((c, d + 1) for c in children)
+    return deepest
 
 
 def _guess_name(body: str) -> str:

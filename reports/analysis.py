@@ -107,10 +107,15 @@ def group_success(df: pd.DataFrame, scenario_tasks: dict[str, set[str]]) -> Grou
 
 def null_floor(benchmark: str, task_ids: list[str], data_dir: Path | None = None) -> Floor:
     """harness.floors.null_floor over these tasks, or a Floor with no value and the reason."""
+    from harness.data import DataError
     from harness.floors import null_floor as harness_floor
 
     try:
         value = harness_floor(benchmark, task_ids, data_dir)
+    except DataError as e:
+        if data_dir is not None:  # an explicit --data-dir that is missing or corrupt is an error
+            raise
+        return Floor(None, str(e))
     except (KeyError, ValueError, OSError, RuntimeError) as e:
         reason = e.args[0] if e.args else repr(e)
         return Floor(None, str(reason))

@@ -72,6 +72,7 @@ def compare(
     from rich.console import Console
     from rich.table import Table
 
+    from harness.data import DataError
     from reports.build import Options, compare_paths
     from reports.protocol import ProtocolError
     from reports.tidy import TidyError
@@ -80,7 +81,7 @@ def compare(
     opts = Options(metric, common_subset, n_resamples, seed, data_dir)
     try:
         c, h = compare_paths(run_a, run_b, opts)
-    except (TidyError, ProtocolError, ValueError) as e:
+    except (TidyError, ProtocolError, ValueError, DataError) as e:
         raise click.ClickException(str(e)) from e
     if as_json:
         out = c.to_json()
@@ -168,6 +169,7 @@ def report(
     """
     from rich.console import Console
 
+    from harness.data import DataError
     from reports.build import Options, build_report
     from reports.protocol import ProtocolError
     from reports.tidy import TidyError
@@ -182,7 +184,7 @@ def report(
             train_logs=list(train_logs),
             published=published,
         )
-    except (TidyError, ProtocolError, ValueError) as e:
+    except (TidyError, ProtocolError, ValueError, DataError) as e:
         raise click.ClickException(str(e)) from e
     console = Console(stderr=True)
     console.print(

@@ -13,12 +13,15 @@ After loading, every table has these derived columns:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from harness.records import REWARD_RANGE
 
 REQUIRED_COLUMNS = ("model", "benchmark", "split", "task_id", "seed", "reward", "success")
 # Settings that are a property of every row: filled from the manifest when the column is absent.
@@ -132,6 +135,16 @@ def normalize(df: pd.DataFrame, path: Path, manifest: dict[str, Any] | None = No
     if "end_reason" in df.columns:
         infra |= df["end_reason"].astype(str).eq("infra_error")
     df["infra"] = infra
+    low, high = REWARD_RANGE
+    reward = df["reward"].to_numpy(dtype=float)
+    outside = ~np.isnan(reward) & ~((reward >= low) & (reward <= high))  # inf and -inf included
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise TidyError(
+            f"{path}: {int(outside.sum())} row(s) with a reward outside [{low:g}, {high:g}] (every "
+            f"benchmark's range), e.g. row {_row_label(path, i)} (task_id {df['task_id'].iloc[i]!r}, "
+            f"seed {df['seed'].iloc[i]}): reward {reward[i]!r}"
+        )
     bad_reward = df["reward"].isna() & ~df["infra"]
     if bad_reward.any():
         raise TidyError(
@@ -156,6 +169,11 @@ def normalize(df: pd.DataFrame, path: Path, manifest: dict[str, Any] | None = No
             f"{path}: {int(dup.sum())} duplicate task × seed row(s), e.g. task_id, seed = {first}"
         )
     return df.reset_index(drop=True)
+
+
+def _row_label(path: Path, i: int) -> str:
+    """Where data row i (0-based) is in its file: a CSV line number, else a row index."""
+    return f"{i + 1} (line {i + 2})" if path.suffix.lower() == ".csv" else str(i + 1)
 
 
 def load_run(path: str | Path) -> Run:
@@ -227,13 +245,12 @@ def read_train_log(path: str | Path) -> pd.DataFrame:
         raise TidyError(
             f"training log {path} does not exist (expected runs/NAME/train/metrics.jsonl)"
         )
-    rows = []
-    for i, line in enumerate(path.read_text().splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise TidyError(f"{path}:{i} is not valid JSON: {e}") from e
+    from harness.jsonl import JsonlError, read_jsonl
+
+    try:
+        rows = read_jsonl(path)  # a torn last line (a run still writing, or killed) is dropped
+    except (JsonlError, OSError) as e:
+        raise TidyError(str(e)) from e
     log = pd.DataFrame(rows)
     missing = [c for c in ("step", "reward_mean", "success_rate") if c not in log.columns]
     if log.empty or missing:
@@ -241,4 +258,15 @@ def read_train_log(path: str | Path) -> pd.DataFrame:
             f"{path}: training log needs step, reward_mean, success_rate; "
             f"missing {missing or 'rows'}"
         )
+    for i, row in enumerate(rows, start=1):
+        step = row.get("step")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise TidyError(f"{path}: record {i}: step must be a whole number ≥ 0; got {step!r}")
+        for key in ("reward_mean", "success_rate"):
+            v = row.get(key)
+            ok = v is None or (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v))
+            if not ok:
+                raise TidyError(f"{path}: record {i} (step {step}): {key} must be a finite number or null; got {v!r}")
+    log["reward_mean"] = log["reward_mean"].astype(float)
+    log["success_rate"] = log["success_rate"].astype(float)
     return log.sort_values("step").reset_index(drop=True)

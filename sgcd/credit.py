@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.jsonl import JsonlError, read_jsonl
 from harness.records import Message
 
 SCHEMA_HINT = (
@@ -307,11 +308,10 @@ class ReferenceCache:
     def __init__(self, path: Path):
         self.path = path
         self.entries: dict[str, dict[str, Any]] = {}
-        if path.exists():
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    rec = json.loads(line)
-                    self.entries[rec["key"]] = rec
+        for i, rec in enumerate(read_jsonl(path, repair=True), start=1):  # a torn last line: dropped, warned
+            if not isinstance(rec.get("key"), str):
+                raise JsonlError(f"{path}: record {i} has no 'key'; remove the file to ask the provider again")
+            self.entries[rec["key"]] = rec
 
     @staticmethod
     def key(provider: str, prompt: str) -> str:
@@ -326,3 +326,14 @@ class ReferenceCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+# Config-time check (SGCD.Config), before any model loads; keep in step with make_provider.
+PROVIDER_FORMS = "openai | local/PATH | guided/PATH | zero | random"
+
+
+def is_provider_name(name: str) -> bool:
+    """Whether make_provider knows `name`."""
+    return name in ("zero", "openai", "random") or (
+        name.startswith(("local/", "guided/")) and len(name.split("/", 1)[1]) > 0
+    )

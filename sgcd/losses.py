@@ -17,6 +17,10 @@ from dataclasses import dataclass
 
 import torch
 
+from harness.configs import at_least, check_config, one_of, require
+
+AGGREGATIONS = ("token-mean", "seq-mean-token-mean")
+
 
 @dataclass
 class PGConfig:
@@ -24,6 +28,15 @@ class PGConfig:
     clip_high: float = 0.28
     loss_agg: str = "token-mean"  # token-mean | seq-mean-token-mean
     kl_coef: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_config(self)
+
+    def validate(self) -> None:
+        require(0 <= self.clip_low < 1, "clip_low", "in [0, 1)", self.clip_low)
+        at_least("clip_high", self.clip_high, 0)
+        one_of("loss_agg", self.loss_agg, AGGREGATIONS)
+        at_least("kl_coef", self.kl_coef, 0)
 
 
 def aggregate(values: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
@@ -34,7 +47,7 @@ def aggregate(values: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tenso
         per_row = (values * mask).sum(-1) / mask.sum(-1).clamp(min=1)
         has = (mask.sum(-1) > 0).float()
         return (per_row * has).sum() / has.sum().clamp(min=1)
-    raise ValueError(f"unknown loss aggregation {how!r} (token-mean | seq-mean-token-mean)")
+    raise ValueError(f"unknown loss aggregation {how!r} ({' | '.join(AGGREGATIONS)})")
 
 
 def clipped_pg_loss(

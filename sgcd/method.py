@@ -39,10 +39,21 @@ from typing import Any
 
 import torch
 
+from harness.configs import at_least, check_config, one_of, require
 from sgcd.algorithms import Algorithm, register
-from sgcd.credit import ReferenceCache, make_provider, render_group, render_reference
+from sgcd.credit import (
+    PROVIDER_FORMS,
+    ReferenceCache,
+    is_provider_name,
+    make_provider,
+    render_group,
+    render_reference,
+)
 from sgcd.teacher import align, teacher_logprobs, teacher_rows
 from sgcd.tokens import TokenBatch
+
+WEIGHT_FORMS = ("signed", "abs")
+NORMALIZATIONS = ("trajectory", "none")
 
 
 def teacher_system(student_system: str, reference_text: str) -> str:
@@ -71,7 +82,7 @@ def credit_weights(
     elif form == "abs":
         logits = d.abs() / temperature
     else:
-        raise ValueError(f"unknown weight form {form!r} (signed | abs)")
+        raise ValueError(f"unknown weight form {form!r} ({' | '.join(WEIGHT_FORMS)})")
     w = torch.exp(logits.clamp(max=30.0)) * mask
     if normalize == "trajectory":
         n_traj = int(row_traj.max()) + 1
@@ -80,7 +91,7 @@ def credit_weights(
         mean = tok_sum / tok_cnt.clamp(min=1)
         w = w / mean[row_traj][:, None].clamp(min=1e-12)
     elif normalize != "none":
-        raise ValueError(f"unknown normalization {normalize!r} (trajectory | none)")
+        raise ValueError(f"unknown normalization {normalize!r} ({' | '.join(NORMALIZATIONS)})")
     return torch.clamp(w, w_min, w_max) * mask
 
 
@@ -100,6 +111,24 @@ class SGCD(Algorithm):
         retries: int = 1
         audit_provider: str = ""
         provider_max_tokens: int = 384
+
+        def __post_init__(self) -> None:
+            check_config(self)
+
+        def validate(self) -> None:
+            require(is_provider_name(self.provider), "provider", PROVIDER_FORMS, self.provider)
+            require(self.random_base != "random" and is_provider_name(self.random_base), "random_base",
+                    PROVIDER_FORMS.replace(" | random", ""), self.random_base)  # fmt: skip
+            require(not self.audit_provider or is_provider_name(self.audit_provider), "audit_provider",
+                    f"empty (no audit) or {PROVIDER_FORMS}", self.audit_provider)  # fmt: skip
+            require(self.temperature > 0, "temperature", "above 0 (w = exp(sign(A) d / T) divides by T)",
+                    self.temperature)  # fmt: skip
+            one_of("form", self.form, WEIGHT_FORMS)
+            one_of("normalize", self.normalize, NORMALIZATIONS)
+            at_least("w_min", self.w_min, 0)
+            require(self.w_max >= self.w_min, "w_max", f"at least w_min ({self.w_min})", self.w_max)
+            at_least("retries", self.retries, 0)
+            at_least("provider_max_tokens", self.provider_max_tokens, 1)
 
     def __init__(self, cfg: Any, ctx: Any):
         super().__init__(cfg, ctx)

@@ -24,8 +24,10 @@ from typing import Any
 
 import torch
 
+from harness.configs import ConfigError, at_least, check_config, from_table, one_of, require
+from harness.jsonl import JsonlError, read_jsonl
 from harness.loop import LoopConfig
-from sgcd.advantages import compute_advantages
+from sgcd.advantages import ESTIMATORS, compute_advantages
 from sgcd.algorithms import AlgoContext, get_algorithm
 from sgcd.losses import PGConfig, aggregate
 from sgcd.rollout import Collected, Sampling, collect_groups
@@ -75,21 +77,52 @@ class TrainConfig:
     threads: int = 2
     algo_config: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        check_config(self)
+
+    def validate(self) -> None:
+        """Ranges and choices, then the algorithm's own config (its keys, its ranges): all before
+        any model loads. Raises ConfigError naming the key."""
+        try:
+            algo_cls = get_algorithm(self.algo)
+        except KeyError as e:
+            raise ConfigError("algo", str(e.args[0])) from None
+        for key in ("updates", "groups_per_update", "group_size", "max_new_tokens", "max_steps", "max_errors",
+                    "ppo_epochs", "micro_batch_rows", "sft_examples_per_update", "checkpoint_every",
+                    "keep_checkpoints", "threads"):  # fmt: skip
+            at_least(key, getattr(self, key), 1)
+        if self.dynamic_sampling:
+            require(self.group_size >= 2, "group_size", "at least 2 with dynamic_sampling = true (a group of one "
+                    "is never mixed); set dynamic_sampling = false to train on groups of one", self.group_size)  # fmt: skip
+        require(self.max_groups_sampled >= self.groups_per_update, "max_groups_sampled",
+                f"at least groups_per_update ({self.groups_per_update})", self.max_groups_sampled)  # fmt: skip
+        at_least("temperature", self.temperature, 0)
+        require(0 < self.top_p <= 1, "top_p", "in (0, 1]", self.top_p)
+        require(self.lr > 0, "lr", "above 0", self.lr)
+        at_least("weight_decay", self.weight_decay, 0)
+        require(self.grad_clip > 0, "grad_clip", "above 0", self.grad_clip)
+        one_of("advantage", self.advantage, sorted(ESTIMATORS))
+        PGConfig(self.clip_low, self.clip_high, self.loss_agg, self.kl_coef)  # the loss's own checks
+        require(bool(self.model), "model", "local/PATH, local/smollm2 or a checkpoint folder", self.model)
+        from_table(algo_cls.Config, self.algo_config, "algo")
+
     @classmethod
     def from_toml(cls, path: Path | None, **overrides: Any) -> TrainConfig:
         data: dict[str, Any] = {}
         if path is not None:
-            data = tomllib.loads(Path(path).read_text())
-        algo_cfg = dict(data.pop("algo_config", {}) or {})
+            try:
+                data = tomllib.loads(Path(path).read_text())
+            except tomllib.TOMLDecodeError as e:
+                raise ConfigError(str(path), f"not valid TOML: {e}") from None
+        algo_cfg = data.pop("algo_config", {}) or {}
         if isinstance(data.get("algo"), dict):  # an [algo] table
-            algo_cfg.update(data.pop("algo"))
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown training config key(s): {', '.join(sorted(unknown))}")
+            algo_cfg = {**algo_cfg, **data.pop("algo")} if isinstance(algo_cfg, dict) else algo_cfg
         data.update({k: v for k, v in overrides.items() if v is not None})
         data["algo_config"] = algo_cfg
-        return cls(**data)
+        try:
+            return from_table(cls, data)
+        except ConfigError as e:
+            raise (ConfigError(e.key, f"{e.detail} (in {path})", e.table) if path else e) from None
 
     def to_toml(self) -> str:
         import tomli_w
@@ -100,6 +133,10 @@ class TrainConfig:
         return "# budget: updates x groups_per_update kept groups of group_size siblings\n" + tomli_w.dumps(
             {**d, **tables}
         )
+
+
+class NonFiniteError(RuntimeError):
+    """A loss or gradient that is NaN or infinite: the run stops at that step, before the weights move."""
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -189,14 +226,24 @@ class Trainer:
         return steps[-1][1] if steps else None
 
     def _truncate_metrics(self, step: int) -> None:
+        """Keep the rows up to the resumed checkpoint's step (a torn last line is dropped, with a
+        warning naming the file): the steps after it run again."""
         path = self.dir / "metrics.jsonl"
         if not path.exists():
             return
-        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-        _atomic_write(path, "".join(ln + "\n" for ln in keep))
+        rows = read_jsonl(path)
+        bad = next((i for i, r in enumerate(rows, 1) if not isinstance(r.get("step"), int)), None)
+        if bad is not None:
+            raise JsonlError(f"{path}: record {bad} has no integer 'step'; fix or remove it to resume")
+        _atomic_write(path, "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= step))
 
     def save_checkpoint(self, step: int) -> Path:
-        """Write step-N atomically: a crash leaves either the whole folder or none."""
+        """Write step-N atomically: a crash leaves either the whole folder or none. Weights that
+        are not finite are never written."""
+        bad = [n for n, p in self.policy.model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise NonFiniteError(f"step {step}: {len(bad)} weight tensor(s) are not finite (e.g. {bad[0]}); "
+                                 "no checkpoint written")  # fmt: skip
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         final = self.ckpt_dir / f"step-{step}"
         tmp = self.ckpt_dir / f".step-{step}.tmp"
@@ -278,12 +325,22 @@ class Trainer:
                     weight = mask.sum() / total_tokens
                 else:
                     weight = (mask.sum(-1) > 0).sum() / total_rows
+                if not torch.isfinite(loss.detach()):
+                    raise NonFiniteError(f"step {self.algo.ctx.step}: the {cfg.algo} loss is {float(loss.detach())} "
+                                         f"(rows {c.tolist()}); stopped before the optimizer step, so no "
+                                         "checkpoint holds it. Check the algorithm's config (e.g. a zero "
+                                         "temperature) and lr")  # fmt: skip
                 (loss * weight).backward()
                 st["loss"] = float(loss.detach())
                 st["entropy"] = float(aggregate(ent.detach(), mask, "token-mean"))
                 for k, v in st.items():
                     acc.setdefault(k, []).append(v * float(weight))
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            if not torch.isfinite(grad_norm):
+                self.opt.zero_grad(set_to_none=True)
+                raise NonFiniteError(f"step {self.algo.ctx.step}: the gradient norm is {float(grad_norm)}; stopped "
+                                     "before the optimizer step, so no checkpoint holds it. Check the "
+                                     "algorithm's config and lr")  # fmt: skip
             self.opt.step()
         self.policy.clear_cache()  # cached keys/values belong to the old weights
         model.eval()

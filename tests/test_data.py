@@ -85,3 +85,20 @@ def test_download_path_checks_hashes(tmp_path, monkeypatch, source):
     monkeypatch.setattr(data, "_download", fake_download)
     hashes = pull("tau3-airline", dest_dir=tmp_path / "dl")
     assert "tools.json" not in hashes and "db.json" in hashes
+
+
+def test_an_explicit_data_dir_is_checked_by_sha256_too(source, tmp_path):
+    """`--data-dir` used to skip the hash check: a corrupt copy was scored as if it were the data."""
+    from harness.data import require_dataset
+
+    (source / "tasks.json").write_text((source / "tasks.json").read_text().replace('"8"', '"8x"', 1))
+    with pytest.raises(DataError, match=r"tasks.json is corrupt.*sgcd-bench data pull"):
+        require_dataset("tau3-airline", source)
+    inp = tmp_path / "t.jsonl"
+    inp.write_text("{}\n")
+    for args in (["score", "tau3-airline", "--input", str(inp), "--output", str(tmp_path / "o.jsonl")],
+                 ["demo"]):  # fmt: skip
+        result = CliRunner().invoke(main, [*args, "--data-dir", str(source)])
+        assert result.exit_code != 0 and "tasks.json is corrupt" in result.output, result.output
+        assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "o.jsonl").exists()  # refused before any line was scored

@@ -111,3 +111,117 @@ def test_shipped_configs_parse(name):
     for m in cfg.methods:
         algo = get_algorithm(m.algo)
         algo.Config(**m.algo_config)  # every [algo] key is the algorithm's
+
+
+def test_every_piece_records_the_config_it_ran_with(experiment):
+    _, out = experiment
+    records = {p.name: json.loads(p.read_text()) for p in (out / "pieces").glob("*.json")}
+    assert set(records) == {"train-base.json", "train-grpo-s0.json", "train-grpo-s1.json", "train-sgcd-zero-s0.json",
+                            "train-sgcd-zero-s1.json", "eval-grpo-s0.json", "eval-grpo-s1.json",
+                            "eval-sgcd-zero-s0.json", "eval-sgcd-zero-s1.json", "eval-base.json"}  # fmt: skip
+    base = records["train-base.json"]
+    assert base["config"]["algo"] == "sft" and base["config"]["lr"] == 1e-3 and base["after"] is None
+    assert records["train-grpo-s1.json"]["after"] == base["config_hash"]  # a new warm start changes every run after it
+    assert records["eval-grpo-s1.json"]["after"] == records["train-grpo-s1.json"]["config_hash"]
+    header = (out / "report.md").read_text().split("\n\n")[1]
+    assert f"warm start skipped (finished earlier) {base['config_hash'][:12]}" in header  # after the re-run above
+    assert '"updates": 2' in header and '"group_size": 3' in header
+
+
+SMALL = '''
+name = "small"
+benchmark = "toy"
+base_model = "local/{model}"
+benchmark_args = {{ levels = "0" }}
+
+[train]
+updates = 1
+groups_per_update = 1
+group_size = 2
+dynamic_sampling = false
+max_new_tokens = 8
+max_steps = 4
+max_errors = 2
+lr = {lr}
+
+[eval]
+limit = 2
+max_steps = 4
+max_errors = 2
+max_tokens = 8
+
+[[methods]]
+name = "grpo"
+algo = "grpo"
+'''
+
+
+def test_a_changed_piece_is_refused_naming_it_and_force_redoes_it(toy_tiny_dir, tmp_path):
+    """Re-running after a config change used to skip the finished pieces ("skipped (finished
+    earlier)") and print the new lr in the header. Each piece records the hash of the config it
+    ran with; a changed one is refused before any work, or redone with --force."""
+    cfg, out = tmp_path / "small.toml", tmp_path / "run"
+    cfg.write_text(SMALL.format(model=toy_tiny_dir, lr="1e-5"))
+    run = CliRunner().invoke(main, ["experiment", str(cfg), "--out", str(out)])
+    assert run.exit_code == 0, run.output
+    records = sorted(p.name for p in (out / "pieces").glob("*.json"))
+    assert records == ["eval-base.json", "eval-grpo-s0.json", "train-grpo-s0.json"]
+    first = json.loads((out / "pieces" / "train-grpo-s0.json").read_text())
+    assert first["config"]["lr"] == 1e-5 and len(first["config_hash"]) == 64
+    metrics = (out / "train" / "grpo-s0" / "train" / "metrics.jsonl").read_text()
+
+    cfg.write_text(SMALL.format(model=toy_tiny_dir, lr="2e-3"))
+    refused = CliRunner().invoke(main, ["experiment", str(cfg), "--out", str(out)])
+    assert refused.exit_code != 0
+    assert "grpo seed 0 (train/grpo-s0): lr 1e-05 -> 0.002" in refused.output, refused.output
+    assert "grpo-s0 (eval/grpo-s0): the piece it starts from changed" in refused.output
+    assert "--force" in refused.output and "eval/base" not in refused.output  # the base did not change
+    assert (out / "train" / "grpo-s0" / "train" / "metrics.jsonl").read_text() == metrics  # nothing ran
+    assert json.loads((out / "pieces" / "train-grpo-s0.json").read_text()) == first
+
+    forced = CliRunner().invoke(main, ["experiment", str(cfg), "--out", str(out), "--force"])
+    assert forced.exit_code == 0, forced.output
+    statuses = {p["name"]: p["status"] for p in json.loads((out / "manifest.json").read_text())["pieces"]}
+    assert statuses["grpo seed 0"] == statuses["grpo-s0"] == "re-ran (config changed, --force)"
+    assert statuses["base"].startswith("skipped")
+    assert json.loads((out / "pieces" / "train-grpo-s0.json").read_text())["config"]["lr"] == 2e-3
+    header = (out / "report.md").read_text().split("\n\n")[1]
+    assert '"lr": 0.002' in header and "re-ran (config changed, --force)" in header
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (("[train]\n", "[train]\nupdatez = 3\n"), "[train] updatez: unknown key; valid keys: algo, benchmark"),
+        (("updates = 1\n", "updates = 0\n"), "[train] updates: must be at least 1; got 0"),
+        (("updates = 1\n", 'updates = "two"\n'), "[train] updates: expected an integer; got 'two'"),
+        (("updates = 1\n", "updates = 1.5\n"), "[train] updates: expected an integer; got 1.5"),
+        (("[train]\n", '[train]\nalgo = "sgcd"\n'), "[train] algo: set by the experiment"),
+        (("[train]\n", "[warm_start]\nlr = -1.0\n\n[train]\n"), "[warm_start] lr: must be above 0"),
+        (("[train]\n", "[warm_start]\nmodel = \"x\"\n\n[train]\n"), "[warm_start] model: set by the experiment"),
+        (("limit = 2\n", "limit = -1\n"), "[eval] limit: must be at least 1 (or omitted); got -1"),
+        (("limit = 2\nmax_steps = 4\n", "limit = 2\nmax_steps = -5\n"), "[eval] max_steps: must be at least 1; got -5"),
+        (("limit = 2\n", "limit = 2\nseed = 3\n"), "[eval] seed: unknown key; valid keys: split, seeds"),
+        (("limit = 2\n", "limit = 2\nseeds = 3\n"), "3 seeds at temperature 0 with a local model"),
+        (('algo = "grpo"\n', 'algo = "sgcd"\nalgo_config = { temperature = 0.0 }\n'),
+         "[methods.grpo.algo] temperature: must be above 0"),
+        (('algo = "grpo"\n', 'algo = "sgcd"\nalgo_config = { w_min = 3.0 }\n'),
+         "[methods.grpo.algo] w_max: must be at least w_min (3.0); got 2.0"),
+        (('algo = "grpo"\n', 'algo = "grpo"\nalgo_config = { temperature = 1.0 }\n'),
+         "[methods.grpo.algo] temperature: unknown key"),
+        (('algo = "grpo"\n', 'algo = "ppo"\n'), "[methods.grpo] algo: unknown algorithm 'ppo'"),
+        (('algo = "grpo"\n', 'algo = "grpo"\nlr = 1.0\n'), "[methods[0]] lr: unknown key; valid keys: name, algo"),
+        (('name = "small"\n', 'name = "small"\ntrain_seeds = [0, "1"]\n'), "train_seeds: expected a list of integers"),
+        (('name = "small"\n', 'name = "small"\nseeds = 2\n'), "seeds: unknown key; valid keys: name, benchmark"),
+    ],
+)  # fmt: skip
+def test_every_piece_is_validated_before_any_work(tmp_path, edit, message):
+    """The base model does not exist and nothing is written: the check runs before the warm start."""
+    text = SMALL.format(model=tmp_path / "no-model", lr="1e-5")
+    assert edit[0] in text
+    cfg, out = tmp_path / "bad.toml", tmp_path / "run"
+    cfg.write_text(text.replace(edit[0], edit[1], 1))
+    res = CliRunner().invoke(main, ["experiment", str(cfg), "--out", str(out)])
+    assert res.exit_code != 0 and message in res.output, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    assert not out.exists()

@@ -205,3 +205,47 @@ def test_run_level_settings_are_hard_errors():
         {"data_hashes": {"db.json": "aaaa"}},
     )
     assert harmonize([a, b]).unknown.count("data_hashes") == 0
+
+
+@pytest.mark.parametrize("bad", [float("inf"), -5.0, float("-inf"), 1.5])
+def test_rewards_outside_the_benchmarks_range_are_refused_naming_file_and_row(tmp_path, bad):
+    df = tidy_table("m", rng=0, n_tasks=4, seeds=(0,))
+    df.loc[2, "reward"] = bad
+    df.to_csv(tmp_path / "r.csv", index=False)
+    with pytest.raises(TidyError, match=r"r\.csv: 1 row\(s\) with a reward outside \[0, 1\].*row 3 \(line 4\)"):
+        load_run(tmp_path / "r.csv")
+
+
+def test_report_cli_refuses_out_of_range_rewards_and_mistyped_train_logs(tmp_path):
+    from click.testing import CliRunner
+
+    from reports.cli import compare, report
+
+    good = tidy_table("a", rng=0, n_tasks=4, seeds=(0,))
+    bad = tidy_table("b", rng=1, n_tasks=4, seeds=(0,)).assign(reward=[0.0, 1.0, float("inf"), 0.0])
+    a, b = _write_run(tmp_path, "a", good), _write_run(tmp_path, "b", bad, fmt="csv")
+    res = CliRunner().invoke(compare, [str(a), str(b), "--n-resamples", "100"])
+    assert res.exit_code != 0 and "reward outside [0, 1]" in res.output and "results.csv" in res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+    log = tmp_path / "metrics.jsonl"
+    cases = [
+        ('{"step": "two", "reward_mean": 0.5, "success_rate": 0.5}\n', "step must be a whole number"),
+        ('{"step": 1, "reward_mean": "high", "success_rate": 0.5}\n', "reward_mean must be a finite number"),
+        ('{"step": 1, "reward_mean": 0.5, "success_rate": [1]}\n', "success_rate must be a finite number"),
+        ('[1, 2]\n{"step": 1, "reward_mean": 0.5, "success_rate": 0.5}\n', "metrics.jsonl:1 is not a JSON object"),
+    ]
+    for text, message in cases:
+        log.write_text(text)
+        res = CliRunner().invoke(report, [str(a), "--out", str(tmp_path / "r.md"), "--no-plots", "--train-log",
+                                          str(log), "--n-resamples", "100"])  # fmt: skip
+        assert res.exit_code != 0 and message in res.output, (text, res.output)
+        assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
+
+
+def test_train_log_with_a_torn_last_line_is_read_without_it(tmp_path):
+    from harness.jsonl import TornLineWarning
+
+    p = tmp_path / "metrics.jsonl"
+    p.write_text('{"step": 1, "reward_mean": 0.3, "success_rate": 0.2}\n{"step": 2, "rew')
+    with pytest.warns(TornLineWarning, match="metrics.jsonl: dropped a torn last line"):
+        assert read_train_log(p)["step"].tolist() == [1]

@@ -174,7 +174,6 @@ def load_domain(data_dir: Path | None = None) -> AirlineDomain:
     data_dir = Path(data_dir if explicit else dataset_dir(DATASET)).resolve()
     with _LOCK:
         if data_dir not in _DOMAINS:
-            if not explicit:
-                require_dataset(DATASET)  # hashes checked once per process
+            require_dataset(DATASET, data_dir)  # hashes checked once per process, --data-dir included
             _DOMAINS[data_dir] = AirlineDomain(data_dir)
         return _DOMAINS[data_dir]

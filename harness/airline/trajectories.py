@@ -32,6 +32,8 @@ def _parse_call(raw: Any, where: str) -> ToolCall:
         raise TrajectoryError(f"{where}: a tool call must be an object")
     if "function" in raw and "name" not in raw:  # OpenAI wire shape
         fn = raw["function"] or {}
+        if not isinstance(fn, dict):
+            raise TrajectoryError(f"{where}: function must be an object with name and arguments; got {type(fn).__name__}")
         raw = {"id": raw.get("id"), "name": fn.get("name"), "arguments": fn.get("arguments")}
     name = raw.get("name")
     if not isinstance(name, str):
