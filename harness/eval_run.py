@@ -6,7 +6,11 @@ runs/NAME/
   manifest.json    config, seeds, user model, step caps, git commit, package versions, data hashes
 
 The run is an inspect eval set: re-running the same command after an interruption reuses every
-finished sample from the logs and runs only the rest.
+finished sample from the logs and runs only the rest, and runs again every episode that ended in
+an infrastructure error. Every task × seed gets exactly one row (a success, a scored failure or
+an infra_error); the manifest says "complete" only when all are there, else it lists the missing
+ones. A folder holding a run of another configuration is refused (`force=True` starts over).
+Secrets in model or benchmark arguments never reach the manifest or the inspect logs.
 """
 
 from __future__ import annotations
@@ -66,6 +70,10 @@ class EvalConfigError(ValueError):
     """A run configuration that cannot give a meaningful result; the message says why."""
 
 
+class OutputError(EvalConfigError):
+    """The output folder cannot be written (read-only, full, not a folder)."""
+
+
 def check_config(cfg: EvalConfig) -> None:
     if cfg.seeds < 1:
         raise EvalConfigError("--seeds must be at least 1")
@@ -77,6 +85,44 @@ def check_config(cfg: EvalConfig) -> None:
     bad = [k for k in cfg.pass_k if not 1 <= k <= cfg.seeds]
     if bad:
         raise EvalConfigError(f"pass^k needs 1 <= k <= seeds; got k={bad} with {cfg.seeds} seed(s)")
+    if cfg.limit is not None and cfg.limit < 1:
+        raise EvalConfigError(f"--limit must be at least 1; got {cfg.limit}")
+
+
+def check_local_models(cfg: EvalConfig) -> None:
+    for flag, name in (("--model", cfg.model), ("--user-model", cfg.user_model)):
+        if name and name.startswith("local/"):
+            check_local_model(flag, name)
+
+
+def check_local_model(flag: str, model: str) -> None:
+    """A `local/PATH` model must name a Hugging Face folder that exists (or the alias smollm2)."""
+    from harness.models import SMOLLM2_ALIAS
+
+    name = model[len("local/"):]
+    if name == SMOLLM2_ALIAS:
+        return
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise EvalConfigError(f"{flag} {model}: the folder {path} does not exist; give a Hugging Face model "
+                              f"folder (config.json, tokenizer, weights) or local/{SMOLLM2_ALIAS}")  # fmt: skip
+    if not (path / "config.json").is_file():
+        raise EvalConfigError(f"{flag} {model}: {path} has no config.json, so it is not a Hugging Face model folder")
+
+
+def load_benchmark(cfg: EvalConfig):
+    """The benchmark, with a clear error for an unknown benchmark or unknown -B keys."""
+    from harness.benchmarks import benchmark_params
+
+    try:
+        known = benchmark_params(cfg.benchmark)
+    except KeyError as e:
+        raise EvalConfigError(str(e.args[0])) from e
+    unknown = sorted(set(cfg.benchmark_args) - set(known)) if known is not None else []
+    if unknown:
+        raise EvalConfigError(f"unknown -B key(s) for {cfg.benchmark}: {', '.join(unknown)}; "
+                              f"known: {', '.join(known) or 'none'}")  # fmt: skip
+    return cfg.bench()
 
 
 def git_commit() -> str | None:
@@ -98,8 +144,84 @@ def package_versions(names: tuple[str, ...] = ("sgcd-bench", "inspect-ai", "torc
     return out
 
 
+def run_identity(cfg: EvalConfig) -> dict[str, Any]:
+    """What a run's rows depend on: resuming into a folder needs all of it unchanged. Left out:
+    pass_k (only the summary), concurrency, retries, timeouts, and the values of secrets."""
+    from harness.redact import redact
+
+    bench = cfg.bench()
+    data = {k: v for k, v in bench.manifest().items() if not k.endswith("_dir")}
+    ident = {
+        "benchmark": bench.name, "split": cfg.split, "model": cfg.model, "user_model": cfg.resolved_user_model,
+        "seeds": [cfg.base_seed + e for e in range(cfg.seeds)], "temperature": cfg.temperature,
+        "task_ids": _task_ids(cfg), "max_steps": cfg.max_steps, "max_errors": cfg.max_errors,
+        "max_tokens": cfg.max_tokens, "model_args": cfg.model_args, "benchmark_args": cfg.benchmark_args,
+        "data": data,
+    }  # fmt: skip
+    return json.loads(json.dumps(redact(ident), default=str))
+
+
+RUN_FILES = ("logs", "results.parquet", "results.csv", "manifest.json", "summary.md")
+
+
+def check_resume(cfg: EvalConfig, out_dir: Path, force: bool) -> None:
+    """Refuse a folder that holds a run of another configuration; `force` deletes that run's
+    files (only RUN_FILES, nothing else in the folder) to start over."""
+    import shutil
+
+    manifest_path = out_dir / "manifest.json"
+    has_logs = any((out_dir / "logs").glob("*.eval"))
+    if force:
+        for name in RUN_FILES:
+            path = out_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+        return
+    if not manifest_path.exists():
+        if has_logs:
+            raise EvalConfigError(f"{out_dir} holds inspect logs but no manifest.json, so its configuration is "
+                                  "unknown; use another --out, or --force to delete its results and start over")  # fmt: skip
+        return
+    try:
+        old = json.loads(manifest_path.read_text())
+        old_ident = old.get("run_identity") or run_identity(EvalConfig(**old["config"]))
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
+        raise EvalConfigError(f"{manifest_path} is not a manifest sgcd-bench eval can read ({type(e).__name__}: {e}); "
+                              "use another --out, or --force to delete its results and start over") from e  # fmt: skip
+    if old.get("kind") != "eval":
+        raise EvalConfigError(f"{out_dir} holds a {old.get('kind')!r} run, not an eval; use another --out")
+    new_ident = run_identity(cfg)
+    diff = [k for k in sorted(set(old_ident) | set(new_ident)) if old_ident.get(k) != new_ident.get(k)]
+    if diff:
+        what = "; ".join(f"{k}: {_short(old_ident.get(k))} there, {_short(new_ident.get(k))} now" for k in diff)
+        raise EvalConfigError(
+            f"{out_dir} holds a run with a different configuration ({what}). Re-run with its options to resume "
+            "it, use another --out, or add --force to delete its results and start over."
+        )
+
+
+def _short(value: Any, width: int = 80) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def check_writable(out_dir: Path) -> None:
+    """Create the output folder and write a probe file there, before any work."""
+    probe = out_dir / ".sgcd-write-test"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(f"cannot write to the output folder {out_dir}: {e.strerror or e}; "
+                          "choose another --out or free space there") from e  # fmt: skip
+
+
 def write_manifest(out_dir: Path, cfg: EvalConfig, extra: dict[str, Any]) -> dict[str, Any]:
     from harness.models import describe_model
+    from harness.redact import redact
 
     bench = cfg.bench()
     manifest = {
@@ -117,6 +239,7 @@ def write_manifest(out_dir: Path, cfg: EvalConfig, extra: dict[str, Any]) -> dic
         "max_tokens": cfg.max_tokens,
         "task_ids": _task_ids(cfg),
         "config": asdict(cfg),
+        "run_identity": run_identity(cfg),
         "git_commit": git_commit(),
         "packages": package_versions(),
         "python": sys.version.split()[0],
@@ -124,9 +247,10 @@ def write_manifest(out_dir: Path, cfg: EvalConfig, extra: dict[str, Any]) -> dic
         **bench.manifest(),
         **extra,
     }
+    manifest = redact(json.loads(json.dumps(manifest, default=str)))
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, default=str))
+    tmp.write_text(json.dumps(manifest, indent=2))
     os.replace(tmp, out_dir / "manifest.json")
     return manifest
 
@@ -157,28 +281,63 @@ def env_base_url(model: str) -> str | None:
     return None
 
 
+def expected_keys(cfg: EvalConfig) -> list[tuple[str, int]]:
+    """Every (task_id, epoch) the run must produce a row for."""
+    return [(tid, e) for tid in _task_ids(cfg) for e in range(1, cfg.seeds + 1)]
+
+
+def start_models(cfg: EvalConfig) -> tuple[Any, dict[str, Any] | None]:
+    """The agent's model (and the user's, as a role) built before any work, so a missing API key or
+    an unreachable provider set-up fails at once. The models' logged arguments are redacted."""
+    from inspect_ai.model import get_model
+
+    from harness.redact import redact
+
+    def start(flag: str, name: str, args: dict[str, Any]):
+        try:
+            model = get_model(name, base_url=env_base_url(name), **args)
+        except Exception as e:  # inspect's PrerequisiteError, a provider's own set-up error, …
+            raise EvalConfigError(f"{flag} {name}: cannot start the model: {_plain(str(e))}") from e
+        model.model_args = redact(dict(args))  # what inspect writes to its logs
+        return model
+
+    agent = start("--model", cfg.model, cfg.model_args)
+    roles = None
+    if cfg.user_model and cfg.bench().has_user:
+        roles = {"user": start("--user-model", cfg.user_model, {})}
+    return agent, roles
+
+
+def _plain(text: str) -> str:
+    """Inspect's error text without its rich markup."""
+    import re
+
+    return re.sub(r"\[/?(bold|blue|red|italic|yellow|green)\]", "", text).replace("ERROR: ", "").strip()
+
+
 def run_eval(cfg: EvalConfig, out_dir: Path, display: str | None = None,
-             extra_manifest: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
-    """Run (or resume) the eval; write results and manifest; return the summary."""
+             extra_manifest: dict[str, Any] | None = None, force: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Run (or resume) the eval; write results and manifest; return the summary.
+
+    Everything that can be checked is checked before any work: the config, the benchmark and
+    its arguments, local model folders, the output folder, a previous run there, the models."""
     from inspect_ai import eval_set
 
     check_config(cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_local_models(cfg)
+    load_benchmark(cfg)
+    check_writable(out_dir)
+    check_resume(cfg, out_dir, force)
+    agent_model, roles = start_models(cfg)
     log_dir = out_dir / "logs"
-    from inspect_ai.model import get_model
-
-    roles = None
-    if cfg.user_model and cfg.bench().has_user:
-        roles = {"user": get_model(cfg.user_model, base_url=env_base_url(cfg.user_model))}
     resumed = any(log_dir.glob("*.eval"))
+    retried = retry_failed_samples(log_dir) if resumed else []
     extra = dict(extra_manifest or {})
-    write_manifest(out_dir, cfg, {**extra, "resumed": resumed, "status": "running"})
+    write_manifest(out_dir, cfg, {**extra, "resumed": resumed, "retried": retried, "status": "running"})
     ok, logs = eval_set(
         tasks=[build_task(cfg)],
         log_dir=str(log_dir),
-        model=cfg.model,
-        model_base_url=env_base_url(cfg.model),
-        model_args=cfg.model_args,
+        model=agent_model,
         model_roles=roles,
         max_retries=cfg.max_retries,
         timeout=cfg.timeout,
@@ -189,27 +348,79 @@ def run_eval(cfg: EvalConfig, out_dir: Path, display: str | None = None,
         log_dir_allow_dirty=True,
     )
     rows = results_from_logs(log_dir, cfg)
-    write_results(out_dir, rows)
-    write_manifest(out_dir, cfg, {**extra, "resumed": resumed, "status": "complete" if ok else "incomplete",
+    write_results(out_dir, rows, cfg)
+    have = {(r["task_id"], r["epoch"]) for r in rows}
+    missing = [f"task {t} seed {cfg.base_seed + e - 1}" for t, e in expected_keys(cfg) if (t, e) not in have]
+    status = "complete" if not missing else "incomplete"
+    write_manifest(out_dir, cfg, {**extra, "resumed": resumed, "retried": retried, "status": status,
+                                  "missing": missing, "rows": len(rows), "expected_rows": len(expected_keys(cfg)),
+                                  "infra_errors": sum(bool(r["infra_error"]) for r in rows),
                                   "logs": [str(lg.location) for lg in logs]})  # fmt: skip
     from harness.summary import summarize
 
-    return summarize(rows, cfg.pass_k or list(range(1, cfg.seeds + 1)))
+    summary = summarize(rows, cfg.pass_k or list(range(1, cfg.seeds + 1)))
+    summary["missing"] = missing
+    return summary
+
+
+def retry_failed_samples(log_dir: Path) -> list[str]:
+    """Mark every finished sample that ended in an infra error (or errored inside inspect) as
+    invalidated in its log, so the eval set runs it again; return which ones."""
+    from inspect_ai.log import (
+        ProvenanceData,
+        invalidate_samples,
+        list_eval_logs,
+        read_eval_log,
+        write_eval_log,
+    )
+
+    retried = []
+    for info in list_eval_logs(str(log_dir)):
+        log = read_eval_log(info)
+        if log.status not in ("success", "error"):
+            continue  # a log whose writer was killed: the eval set recovers it and re-runs the rest
+        failed = [s for s in log.samples or [] if s.invalidation is None and _failed(s)]
+        if not failed:
+            continue
+        why = ProvenanceData(author="sgcd-bench eval", reason="infra_error: run again on resume")
+        write_eval_log(invalidate_samples(log, [str(s.uuid) for s in failed], why), info.name)
+        retried += [f"task {s.id} epoch {s.epoch}" for s in failed]
+    return retried
+
+
+def _failed(sample: Any) -> bool:
+    if sample.error is not None:
+        return True
+    score = next(iter((sample.scores or {}).values()), None)
+    return score is None or not score.metadata or bool(score.metadata.get("infra_error"))
 
 
 def results_from_logs(log_dir: Path, cfg: EvalConfig) -> list[dict[str, Any]]:
-    """One row per task × seed from every sample in the run's inspect logs (latest wins)."""
+    """One row per task × seed from every sample in the run's inspect logs (the newest eval wins).
+    A sample that errored inside inspect (no score) is an infra_error row with the error."""
     from inspect_ai.log import list_eval_logs, read_eval_log
 
+    from harness.tasks import epoch_seed
+
+    expected = set(expected_keys(cfg))
+    logs = [read_eval_log(info) for info in list_eval_logs(str(log_dir))]
     rows: dict[tuple[str, int], dict[str, Any]] = {}
-    infos = sorted(list_eval_logs(str(log_dir)), key=lambda i: i.mtime or 0)
-    for info in infos:
-        log = read_eval_log(info)
+    for log in sorted(logs, key=lambda lg: (lg.eval.created or "", lg.location or "")):
+        if log.eval.model != cfg.model:
+            continue
         for sample in log.samples or []:
+            key = (str(sample.id), sample.epoch)
+            if key not in expected or sample.invalidation is not None:
+                continue
             score = next(iter((sample.scores or {}).values()), None)
-            if score is None or not score.metadata:
-                continue  # a sample that errored before scoring: inspect retries it
-            rows[(str(sample.id), sample.epoch)] = tidy_row(score.metadata, cfg)
+            if score is not None and score.metadata and sample.error is None:
+                rows[key] = tidy_row(score.metadata, cfg)
+            elif key not in rows or rows[key]["infra_error"]:
+                detail = sample.error.message if sample.error else "the sample ended without a score"
+                meta = {"task_id": key[0], "epoch": key[1], "seed": epoch_seed(cfg.base_seed, key[1]),
+                        "temperature": cfg.temperature, "reward": 0.0, "success": False,
+                        "end_reason": "infra_error", "infra_error": True, "end_detail": detail}  # fmt: skip
+                rows[key] = tidy_row(meta, cfg)
     return [rows[k] for k in sorted(rows, key=lambda k: (_num(k[0]), k[1]))]
 
 
@@ -242,10 +453,15 @@ def tidy_row(meta: dict[str, Any], cfg: EvalConfig) -> dict[str, Any]:
     return row
 
 
-def write_results(out_dir: Path, rows: list[dict[str, Any]]) -> None:
+def result_columns(cfg: EvalConfig) -> list[str]:
+    return [*BASE_COLUMNS, *COMPONENT_COLUMNS.get(cfg.benchmark, []), *TAIL_COLUMNS, "null_success", "write_required"]
+
+
+def write_results(out_dir: Path, rows: list[dict[str, Any]], cfg: EvalConfig | None = None) -> None:
+    """results.parquet and results.csv, with their columns even when no row is there."""
     import pandas as pd
 
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows) if rows or cfg is None else pd.DataFrame(columns=result_columns(cfg))
     for name, writer in (("results.parquet", df.to_parquet), ("results.csv", df.to_csv)):
         tmp = out_dir / f".{name}.tmp"
         writer(tmp, index=False)

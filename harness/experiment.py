@@ -131,10 +131,11 @@ class Experiment:
 
     def _write_manifest(self, status: str) -> None:
         from harness.eval_run import git_commit, package_versions
+        from harness.redact import redact
 
         manifest = {
             "kind": "experiment",
-            "config": dataclasses.asdict(self.cfg),
+            "config": redact(dataclasses.asdict(self.cfg)),
             "pieces": self.pieces,
             "resumed_or_skipped": [p["name"] for p in self.pieces if p["status"] != "ran"],
             "status": status,
@@ -210,6 +211,7 @@ class Experiment:
 
     def _header(self) -> str:
         from harness.models import describe_model
+        from harness.redact import redact
 
         cfg = self.cfg
         budget = {k: cfg.train[k] for k in ("updates", "groups_per_update", "group_size", "max_groups_sampled",
@@ -219,7 +221,7 @@ class Experiment:
             "",
             f"- base model: {describe_model(cfg.base_model)}"
             + (f", after a supervised warm start ({cfg.warm_start.get('updates')} updates of scripted solutions)" if cfg.warm_start else ""),
-            f"- benchmark: {cfg.benchmark} {cfg.benchmark_args or ''}; eval: {json.dumps(cfg.eval)}",
+            f"- benchmark: {cfg.benchmark} {cfg.benchmark_args or ''}; eval: {json.dumps(redact(cfg.eval))}",
             f"- methods: {', '.join(f'{m.name} ({m.algo})' for m in cfg.methods)}; training seeds {cfg.train_seeds}",
             f"- budget per run (same for every method): {json.dumps(budget)}",
             f"- credit providers actually used: {self._credit_used()}",

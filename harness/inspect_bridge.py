@@ -2,12 +2,18 @@
 
 `InspectAgent` / `InspectUser` turn any inspect `Model` (openai-api/…, vllm/…, local/…) into the
 loop's `AgentModel` / `UserModel`, sending the epoch's seed and the configured temperature on
-every call. A transport failure becomes an `InfraError` (retried, then recorded), never a crash.
+every call. A transport failure becomes an `InfraError` (retried, then recorded), never a crash;
+a reply without any choice is the agent's `agent_error` (the user's: an infra error).
+
+What a model returns can hold text that inspect cannot write to its log (a lone UTF-16 surrogate
+such as "\\ud83d" makes the whole log write fail). `guard_model` scrubs every reply as the
+provider returns it, before inspect records it: such characters become U+FFFD.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +29,62 @@ from inspect_ai.model import (
 from inspect_ai.tool import ToolCall as InspectToolCall
 from inspect_ai.tool import ToolInfo, ToolParams
 from inspect_ai.util import JSONSchema
+from pydantic import BaseModel
 
 from harness.loop import Reply, tool_call_from_text
 from harness.records import InfraError, Message, ToolCall
+
+_GUARDED = "_sgcd_scrubbed"
+
+
+def scrub_text(text: str) -> str:
+    """`text` with each lone surrogate (not valid Unicode, not writable as UTF-8) as U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def scrub(obj: Any) -> Any:
+    """`obj` with every string scrubbed (scrub_text): dicts, lists and tuples are copied where
+    something changed; pydantic models and dataclasses (inspect's records) are fixed in place."""
+    if isinstance(obj, str):
+        return scrub_text(obj)
+    if isinstance(obj, dict):
+        items = [(scrub(k), scrub(v)) for k, v in obj.items()]
+        if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, obj.items(), strict=True)):
+            return obj
+        return dict(items)
+    if isinstance(obj, list | tuple):
+        vals = [scrub(v) for v in obj]
+        if all(v is v0 for v, v0 in zip(vals, obj, strict=True)):
+            return obj
+        return type(obj)(vals) if isinstance(obj, list) else tuple(vals)
+    names = list(type(obj).model_fields) if isinstance(obj, BaseModel) else []
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        names = [f.name for f in dataclasses.fields(obj)]
+    for name in names:
+        value = getattr(obj, name, None)
+        new = scrub(value)
+        if new is not value:
+            obj.__dict__[name] = new  # no re-validation: the same type, cleaner text
+    return obj
+
+
+def guard_model(model: Model) -> Model:
+    """Scrub every reply of `model`'s provider before inspect records it (see the module doc)."""
+    api = model.api
+    if getattr(api, _GUARDED, False):
+        return model
+    inner = api.generate
+
+    async def generate(*args: Any, **kwargs: Any) -> Any:
+        return scrub(await inner(*args, **kwargs))
+
+    api.generate = generate  # type: ignore[method-assign]
+    setattr(api, _GUARDED, True)
+    return model
 
 
 def inline_refs(schema: Any, defs: dict[str, Any] | None = None) -> Any:
@@ -83,7 +142,7 @@ def to_chat(system_prompt: str | None, messages: list[Message]) -> list[ChatMess
             out.append(
                 ChatMessageTool(content=m.content or "", tool_call_id=m.tool_call_id, function=names.get(m.tool_call_id or ""))
             )
-    return out
+    return scrub(out)
 
 
 def from_inspect_call(c: InspectToolCall) -> ToolCall:
@@ -110,6 +169,20 @@ async def _generate(model: Model, chat: list[ChatMessage], tools: list[ToolInfo]
         return await model.generate(chat, tools=tools, config=sampling.config())
     except Exception as e:  # a crashed or unreachable model server is not the agent's doing
         raise InfraError(f"{who} model {model.name} failed: {type(e).__name__}: {e}") from e
+
+
+def _no_choices(output: Any, who: str) -> Reply | None:
+    """A reply without any choice: the model produced nothing to act on."""
+    if output.choices:
+        return None
+    usage = output.usage
+    return Reply(
+        message=Message(role="assistant", content=None),
+        status="error",
+        error=f"the {who} model's reply had no choices" + (f" ({output.error})" if output.error else ""),
+        input_tokens=int(usage.input_tokens) if usage else 0,
+        output_tokens=int(usage.output_tokens) if usage else 0,
+    )
 
 
 def _reply(output: Any, message: Message) -> Reply:
@@ -139,6 +212,8 @@ class InspectAgent:
 
     async def __call__(self, system_prompt: str, tools: list[dict[str, Any]], messages: list[Message]) -> Reply:
         output = await _generate(self.model, to_chat(system_prompt, messages), self._tools(tools), self.sampling, "agent")
+        if (empty := _no_choices(output, "agent")) is not None:
+            return empty
         msg = output.message
         calls = [from_inspect_call(c) for c in (msg.tool_calls or [])]
         return _reply(output, Message(role="assistant", content=msg.text or None, tool_calls=calls))
@@ -152,4 +227,6 @@ class InspectUser:
 
     async def __call__(self, system_prompt: str, messages: list[Message]) -> Reply:
         output = await _generate(self.model, to_chat(system_prompt, messages), [], self.sampling, "user")
+        if (empty := _no_choices(output, "user")) is not None:
+            return empty
         return _reply(output, Message(role="assistant", content=output.message.text or ""))
