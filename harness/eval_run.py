@@ -171,6 +171,9 @@ def check_resume(cfg: EvalConfig, out_dir: Path, force: bool) -> None:
 
     manifest_path = out_dir / "manifest.json"
     has_logs = any((out_dir / "logs").glob("*.eval"))
+    kind = _manifest_kind(manifest_path)
+    if kind not in (None, "eval"):
+        raise EvalConfigError(f"{out_dir} holds a {kind!r} run, not an eval; use another --out")
     if force:
         for name in RUN_FILES:
             path = out_dir / name
@@ -190,8 +193,6 @@ def check_resume(cfg: EvalConfig, out_dir: Path, force: bool) -> None:
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
         raise EvalConfigError(f"{manifest_path} is not a manifest sgcd-bench eval can read ({type(e).__name__}: {e}); "
                               "use another --out, or --force to delete its results and start over") from e  # fmt: skip
-    if old.get("kind") != "eval":
-        raise EvalConfigError(f"{out_dir} holds a {old.get('kind')!r} run, not an eval; use another --out")
     new_ident = run_identity(cfg)
     diff = [k for k in sorted(set(old_ident) | set(new_ident)) if old_ident.get(k) != new_ident.get(k)]
     if diff:
@@ -200,6 +201,17 @@ def check_resume(cfg: EvalConfig, out_dir: Path, force: bool) -> None:
             f"{out_dir} holds a run with a different configuration ({what}). Re-run with its options to resume "
             "it, use another --out, or add --force to delete its results and start over."
         )
+
+
+def _manifest_kind(path: Path) -> str | None:
+    """The `kind` a manifest.json declares ("eval" when unreadable: check_resume reports that)."""
+    try:
+        old = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return "eval"
+    return old.get("kind") if isinstance(old, dict) else "eval"
 
 
 def _short(value: Any, width: int = 80) -> str:

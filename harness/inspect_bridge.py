@@ -2,8 +2,8 @@
 
 `InspectAgent` / `InspectUser` turn any inspect `Model` (openai-api/…, vllm/…, local/…) into the
 loop's `AgentModel` / `UserModel`, sending the epoch's seed and the configured temperature on
-every call. A transport failure becomes an `InfraError` (retried, then recorded), never a crash;
-a reply without any choice is the agent's `agent_error` (the user's: an infra error).
+every call. A transport failure or a reply without any choice becomes an `InfraError` (retried,
+then recorded), never a crash.
 
 What a model returns can hold text that inspect cannot write to its log (a lone UTF-16 surrogate
 such as "\\ud83d" makes the whole log write fail). `guard_model` scrubs every reply as the
@@ -80,7 +80,14 @@ def guard_model(model: Model) -> Model:
     inner = api.generate
 
     async def generate(*args: Any, **kwargs: Any) -> Any:
-        return scrub(await inner(*args, **kwargs))
+        try:
+            return scrub(await inner(*args, **kwargs))
+        except Exception as e:  # its message (an error body) is logged too; its type decides retries
+            e.args = scrub(e.args)
+            for name, value in list(vars(e).items()):
+                if isinstance(value, str | dict | list):
+                    setattr(e, name, scrub(value))
+            raise
 
     api.generate = generate  # type: ignore[method-assign]
     setattr(api, _GUARDED, True)
@@ -166,23 +173,12 @@ class Sampling:
 
 async def _generate(model: Model, chat: list[ChatMessage], tools: list[ToolInfo], sampling: Sampling, who: str):
     try:
-        return await model.generate(chat, tools=tools, config=sampling.config())
+        output = await model.generate(chat, tools=tools, config=sampling.config())
     except Exception as e:  # a crashed or unreachable model server is not the agent's doing
         raise InfraError(f"{who} model {model.name} failed: {type(e).__name__}: {e}") from e
-
-
-def _no_choices(output: Any, who: str) -> Reply | None:
-    """A reply without any choice: the model produced nothing to act on."""
-    if output.choices:
-        return None
-    usage = output.usage
-    return Reply(
-        message=Message(role="assistant", content=None),
-        status="error",
-        error=f"the {who} model's reply had no choices" + (f" ({output.error})" if output.error else ""),
-        input_tokens=int(usage.input_tokens) if usage else 0,
-        output_tokens=int(usage.output_tokens) if usage else 0,
-    )
+    if not output.choices:  # a malformed reply, like a body that is not JSON
+        raise InfraError(f"{who} model {model.name} replied with no choices" + (f": {output.error}" if output.error else ""))
+    return output
 
 
 def _reply(output: Any, message: Message) -> Reply:
@@ -212,8 +208,6 @@ class InspectAgent:
 
     async def __call__(self, system_prompt: str, tools: list[dict[str, Any]], messages: list[Message]) -> Reply:
         output = await _generate(self.model, to_chat(system_prompt, messages), self._tools(tools), self.sampling, "agent")
-        if (empty := _no_choices(output, "agent")) is not None:
-            return empty
         msg = output.message
         calls = [from_inspect_call(c) for c in (msg.tool_calls or [])]
         return _reply(output, Message(role="assistant", content=msg.text or None, tool_calls=calls))
@@ -227,6 +221,4 @@ class InspectUser:
 
     async def __call__(self, system_prompt: str, messages: list[Message]) -> Reply:
         output = await _generate(self.model, to_chat(system_prompt, messages), [], self.sampling, "user")
-        if (empty := _no_choices(output, "user")) is not None:
-            return empty
         return _reply(output, Message(role="assistant", content=output.message.text or ""))

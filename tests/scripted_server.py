@@ -10,8 +10,9 @@ Every request's `seed` is recorded. Bounded: it serves only until the test stops
 Adversarial replies (`fault=`, to the agent's first turn of the tasks in `fault_tasks`, default
 all; `fault_times` limits how many replies it spoils): "surrogate_args" (a lone surrogate inside
 the tool-call JSON), "surrogate_text" (one in the text), "no_choices" (`choices: []`),
-"bad_json" (a body that is not JSON), "huge" (a 2 MB text reply), "http500" (a server error),
-"drop" (the connection closes without a reply).
+"bad_json" (a body that is not JSON), "huge" (a 2 MB text reply), "http500" (a server error;
+"http500_surrogate": one whose message holds a lone surrogate), "drop" (the connection closes
+without a reply).
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class ScriptedServer:
     def _spoil(self, task_id: str, msgs: list[dict]) -> bool:
         if self.fault is None or (self.fault_tasks is not None and task_id not in self.fault_tasks):
             return False
-        if sum(m["role"] == "assistant" for m in msgs) > 1 and self.fault not in ("http500", "drop"):
+        if sum(m["role"] == "assistant" for m in msgs) > 1 and self.fault not in ("http500", "http500_surrogate", "drop"):
             return False  # only the agent's first turn after its greeting
         if self.fault_times is not None and self.faults_sent >= self.fault_times:
             return False
@@ -126,8 +127,9 @@ class ScriptedServer:
             return 200, b'{"id": "chatcmpl-1", "choices": [{"index": 0, "message": '
         if kind == "huge":
             return self._message("A" * 2_000_000)
-        if kind == "http500":
-            return 500, json.dumps({"error": {"message": "internal error", "type": "server_error"}}).encode()
+        if kind in ("http500", "http500_surrogate"):
+            msg = "internal error" + (" \ud83d" if kind == "http500_surrogate" else "")
+            return 500, json.dumps({"error": {"message": msg, "type": "server_error"}}).encode()
         if kind == "drop":
             return _DROP
         raise ValueError(f"unknown fault {kind!r}")

@@ -64,29 +64,19 @@ def test_a_lone_surrogate_from_the_model_loses_no_row(scripted_env, tmp_path, fa
     assert "\ufffd" in json.dumps(next(s for s in log.samples if s.id == "6").model_dump(mode="json"), ensure_ascii=False)
 
 
-def test_a_reply_without_choices_is_the_agents_error(scripted_env, tmp_path):
-    scripted_env(fault="no_choices", fault_tasks={"6"})
-    out = tmp_path / "run"
-    result = _eval(out)
-    assert result.exit_code == 0, result.output
-    df = _rows(out)
-    assert sorted(df.index, key=int) == TASKS
-    assert df.loc["6", "end_reason"] == "agent_error" and df.loc["6", "reward"] == 0.0
-    assert df.loc["2", "reward"] == 1.0 and _manifest(out)["status"] == "complete"
-
-
-@pytest.mark.parametrize("fault", ["http500", "drop", "bad_json"])
+@pytest.mark.parametrize("fault", ["http500", "http500_surrogate", "drop", "bad_json", "no_choices"])
 def test_provider_failures_are_infra_errors_and_a_rerun_retries_only_them(scripted_env, tmp_path, fault):
-    srv = scripted_env(fault=fault, fault_tasks={"6"}, fault_times=2)  # the episode and its one retry
+    srv = scripted_env(fault=fault, fault_tasks={"6"})
     cfg = EvalConfig(benchmark="tau3-airline", split="test", model="openai-api/scripted/gold", limit=3,
                      max_retries=0, timeout=20)  # fmt: skip
     out = tmp_path / "run"
     first = run_eval(cfg, out, display="none")
     df = _rows(out)
-    assert sorted(df.index, key=int) == TASKS and srv.faults_sent == 2
+    assert sorted(df.index, key=int) == TASKS and srv.faults_sent >= 2  # the episode and its one retry
     assert df.loc["6", "end_reason"] == "infra_error" and df.loc["6", "infra_error"]
     assert first["infra_errors"] == 1 and first["missing"] == [] and _manifest(out)["status"] == "complete"
 
+    srv.fault = None  # the provider recovered
     srv.tasks_started.clear()
     second = run_eval(cfg, out, display="none")
     assert srv.tasks_started == ["6"]  # only the infra error ran again
@@ -109,9 +99,11 @@ def test_a_huge_reply_still_gives_its_row(scripted_env, tmp_path):
 
 def test_a_run_with_missing_rows_says_which_and_exits_non_zero(scripted_env, tmp_path, monkeypatch):
     """Without the scrubbing, inspect cannot write the log: the command must not pass as a success."""
+    import harness.inspect_bridge
     import harness.tasks
 
     monkeypatch.setattr(harness.tasks, "guard_model", lambda model: model)
+    monkeypatch.setattr(harness.inspect_bridge, "scrub", lambda obj: obj)
     scripted_env(fault="surrogate_args", fault_tasks={"6"})
     out = tmp_path / "run"
     result = _eval(out)
@@ -225,9 +217,9 @@ def test_model_and_benchmark_args_without_equals(tmp_path):
 def test_unknown_benchmark_args(tmp_path):
     _fails_cleanly(_eval(tmp_path / "r", "-B", "nonsense=1"), "unknown -B key(s) for tau3-airline: nonsense",
                    "opening_line")  # fmt: skip
-    _fails_cleanly(CliRunner().invoke(main, ["eval", "--benchmark", "toy", "--model", "local/x", "-B", "level=1",
+    _fails_cleanly(CliRunner().invoke(main, ["eval", "--benchmark", "toy", "--model", "openai-api/a/b", "-B", "level=1",
                                              "--out", str(tmp_path / "r")]), "known: levels")  # fmt: skip
-    _fails_cleanly(CliRunner().invoke(main, ["eval", "--benchmark", "nope", "--model", "local/x",
+    _fails_cleanly(CliRunner().invoke(main, ["eval", "--benchmark", "nope", "--model", "openai-api/a/b",
                                              "--out", str(tmp_path / "r")]), "unknown benchmark 'nope'")  # fmt: skip
 
 
