@@ -146,16 +146,17 @@ def package_versions(names: tuple[str, ...] = ("sgcd-bench", "inspect-ai", "torc
 
 def run_identity(cfg: EvalConfig) -> dict[str, Any]:
     """What a run's rows depend on: resuming into a folder needs all of it unchanged. Left out:
-    pass_k (only the summary), concurrency, retries, timeouts, and the values of secrets."""
-    from harness.redact import redact
+    pass_k (only the summary), concurrency, retries, timeouts, and secrets (an API key)."""
+    from harness.redact import is_secret, redact
 
     bench = cfg.bench()
     data = {k: v for k, v in bench.manifest().items() if not k.endswith("_dir")}
+    model_args = {k: v for k, v in cfg.model_args.items() if not is_secret(k)}  # a new key is the same run
     ident = {
         "benchmark": bench.name, "split": cfg.split, "model": cfg.model, "user_model": cfg.resolved_user_model,
         "seeds": [cfg.base_seed + e for e in range(cfg.seeds)], "temperature": cfg.temperature,
         "task_ids": _task_ids(cfg), "max_steps": cfg.max_steps, "max_errors": cfg.max_errors,
-        "max_tokens": cfg.max_tokens, "model_args": cfg.model_args, "benchmark_args": cfg.benchmark_args,
+        "max_tokens": cfg.max_tokens, "model_args": model_args, "benchmark_args": cfg.benchmark_args,
         "data": data,
     }  # fmt: skip
     return json.loads(json.dumps(redact(ident), default=str))
@@ -300,17 +301,19 @@ def expected_keys(cfg: EvalConfig) -> list[tuple[str, int]]:
 
 def start_models(cfg: EvalConfig) -> tuple[Any, dict[str, Any] | None]:
     """The agent's model (and the user's, as a role) built before any work, so a missing API key or
-    an unreachable provider set-up fails at once. The models' logged arguments are redacted."""
+    an unreachable provider set-up fails at once. The models' logged arguments hold no secret."""
     from inspect_ai.model import get_model
 
-    from harness.redact import redact
+    from harness.redact import is_secret, redact
 
     def start(flag: str, name: str, args: dict[str, Any]):
         try:
             model = get_model(name, base_url=env_base_url(name), **args)
         except Exception as e:  # inspect's PrerequisiteError, a provider's own set-up error, …
             raise EvalConfigError(f"{flag} {name}: cannot start the model: {_plain(str(e))}") from e
-        model.model_args = redact(dict(args))  # what inspect writes to its logs
+        # What inspect writes to its logs and hashes into the task's identity: no secret at all, so
+        # a rotated key resumes the same run.
+        model.model_args = redact({k: v for k, v in args.items() if not is_secret(k)})
         return model
 
     agent = start("--model", cfg.model, cfg.model_args)

@@ -136,6 +136,9 @@ def test_an_existing_run_resumes_only_with_the_same_configuration(scripted_env, 
 
     srv.tasks_started.clear()
     assert _eval(out, limit=1).exit_code == 0 and srv.tasks_started == []  # same options: resumes
+    result = _eval(out, "-M", "api_key=a-rotated-key", limit=1)  # a secret is not part of the run
+    assert result.exit_code == 0 and srv.tasks_started == [], result.output
+    assert len(list((out / "logs").glob("*.eval"))) == 1
     result = _eval(out, "--force", model="openai-api/scripted/other", limit=2)
     assert result.exit_code == 0, result.output
     df = pd.read_parquet(out / "results.parquet")
@@ -267,3 +270,18 @@ def test_a_folder_that_fills_up_during_the_run(scripted_env, tmp_path, monkeypat
 
     monkeypatch.setattr(harness.eval_run, "write_results", full)
     _fails_cleanly(_eval(tmp_path / "r", limit=1), "No space left on device", "results.parquet")
+
+
+def test_train_config_and_experiment_header_hold_no_secret(tmp_path):
+    from harness.experiment import Experiment, ExperimentConfig, Method
+    from sgcd.trainer import TrainConfig
+
+    toml = TrainConfig(algo="sgcd", algo_config={"provider": "openai-api/x/y", "api_key": "sk-TRAIN-444"}).to_toml()
+    assert "sk-TRAIN-444" not in toml and REDACTED in toml and "openai-api/x/y" in toml
+    cfg = ExperimentConfig(name="x", benchmark="toy", base_model="local/smollm2", methods=[Method("g", "grpo")],
+                           eval={"seeds": 1, "max_tokens": 64, "model_args": {"batch": 2, "hf_token": "hf-EXP-555"}})  # fmt: skip
+    exp = Experiment(cfg, tmp_path / "exp")
+    header = exp._header()
+    exp._write_manifest("training")
+    assert "hf-EXP-555" not in header + (tmp_path / "exp" / "manifest.json").read_text()
+    assert '"max_tokens": 64' in header and '"batch": 2' in header
