@@ -10,7 +10,8 @@ Every request's `seed` is recorded. Bounded: it serves only until the test stops
 Adversarial replies (`fault=`, to the agent's first turn of the tasks in `fault_tasks`, default
 all; `fault_times` limits how many replies it spoils): "surrogate_args" (a lone surrogate inside
 the tool-call JSON), "surrogate_text" (one in the text), "no_choices" (`choices: []`),
-"bad_json" (a body that is not JSON), "huge" (a 2 MB text reply), "http500" (a server error;
+"bad_json" (a body that is not JSON), "bad_args" (tool-call arguments that are not JSON),
+"odd_shapes" (arguments as an object, a call without id, unknown tools), "null_message", "huge" (a 2 MB text reply), "http500" (a server error;
 "http500_surrogate": one whose message holds a lone surrogate), "drop" (the connection closes
 without a reply).
 """
@@ -121,6 +122,15 @@ class ScriptedServer:
             return self._message(None, [call])
         if kind == "surrogate_text":
             return self._message("Hello \ud83d there")
+        if kind == "bad_args":  # tool-call arguments that are not JSON
+            call = {"id": "call_x", "type": "function", "function": {"name": "get_user_details", "arguments": '{"user_id": '}}
+            return self._message(None, [call])
+        if kind == "odd_shapes":  # arguments as an object, no call id, an unknown tool, content as parts
+            calls = [{"type": "function", "function": {"name": "no_such_tool", "arguments": {"a": 1}}},
+                     {"id": "c2", "type": "function", "function": {"name": "", "arguments": "null"}}]  # fmt: skip
+            return {**self._message(None, calls), "usage": None}
+        if kind == "null_message":
+            return {**self._message(None), "choices": [{"index": 0, "message": None, "finish_reason": None}]}
         if kind == "no_choices":
             return {**self._message("x"), "choices": []}
         if kind == "bad_json":

@@ -89,12 +89,16 @@ def test_provider_failures_are_infra_errors_and_a_rerun_retries_only_them(script
     assert srv.tasks_started == []  # nothing left to retry
 
 
-def test_a_huge_reply_still_gives_its_row(scripted_env, tmp_path):
-    scripted_env(fault="huge", fault_tasks={"6"})
+@pytest.mark.parametrize(("fault", "infra"), [("huge", False), ("bad_args", False), ("odd_shapes", True),
+                                              ("null_message", True)])  # fmt: skip
+def test_odd_replies_still_give_their_row(scripted_env, tmp_path, fault, infra):
+    scripted_env(fault=fault, fault_tasks={"6"})
     out = tmp_path / "run"
     result = _eval(out)
     assert result.exit_code == 0, result.output
-    assert sorted(_rows(out).index, key=int) == TASKS and _manifest(out)["status"] == "complete"
+    df = _rows(out)
+    assert sorted(df.index, key=int) == TASKS and _manifest(out)["status"] == "complete"
+    assert df.loc["6", "infra_error"] == infra and df.loc["2", "reward"] == 1.0
 
 
 def test_a_run_with_missing_rows_says_which_and_exits_non_zero(scripted_env, tmp_path, monkeypatch):
