@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,16 +49,33 @@ def scrub_text(text: str) -> str:
 
 def scrub(obj: Any) -> Any:
     """`obj` with every string scrubbed (scrub_text): dicts, lists and tuples are copied where
-    something changed; pydantic models and dataclasses (inspect's records) are fixed in place."""
+    something changed; pydantic models and dataclasses (inspect's records, the loop's messages)
+    are fixed in place. The common case, nothing to scrub, is one C-speed JSON pass."""
+    if isinstance(obj, str):
+        return scrub_text(obj)
+    try:
+        json.dumps(obj, ensure_ascii=False, default=_fields).encode("utf-8")
+        return obj
+    except (UnicodeEncodeError, TypeError, ValueError, RecursionError):
+        return _scrub(obj)
+
+
+def _fields(obj: Any) -> Any:
+    if isinstance(obj, BaseModel) or dataclasses.is_dataclass(obj):
+        return vars(obj)
+    return str(obj)
+
+
+def _scrub(obj: Any) -> Any:
     if isinstance(obj, str):
         return scrub_text(obj)
     if isinstance(obj, dict):
-        items = [(scrub(k), scrub(v)) for k, v in obj.items()]
+        items = [(_scrub(k), _scrub(v)) for k, v in obj.items()]
         if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, obj.items(), strict=True)):
             return obj
         return dict(items)
     if isinstance(obj, list | tuple):
-        vals = [scrub(v) for v in obj]
+        vals = [_scrub(v) for v in obj]
         if all(v is v0 for v, v0 in zip(vals, obj, strict=True)):
             return obj
         return type(obj)(vals) if isinstance(obj, list) else tuple(vals)
@@ -66,7 +84,7 @@ def scrub(obj: Any) -> Any:
         names = [f.name for f in dataclasses.fields(obj)]
     for name in names:
         value = getattr(obj, name, None)
-        new = scrub(value)
+        new = _scrub(value)
         if new is not value:
             obj.__dict__[name] = new  # no re-validation: the same type, cleaner text
     return obj
@@ -127,6 +145,8 @@ def tool_infos(schemas: list[dict[str, Any]]) -> list[ToolInfo]:
 
 
 def to_chat(system_prompt: str | None, messages: list[Message]) -> list[ChatMessage]:
+    """The loop's messages as inspect's, with text inspect could not log scrubbed (see `scrub`)."""
+    system_prompt, messages = scrub(system_prompt), scrub(messages)
     out: list[ChatMessage] = [ChatMessageSystem(content=system_prompt)] if system_prompt else []
     names = {c.id: c.name for m in messages for c in m.tool_calls}
     for m in messages:
@@ -149,7 +169,7 @@ def to_chat(system_prompt: str | None, messages: list[Message]) -> list[ChatMess
             out.append(
                 ChatMessageTool(content=m.content or "", tool_call_id=m.tool_call_id, function=names.get(m.tool_call_id or ""))
             )
-    return scrub(out)
+    return out
 
 
 def from_inspect_call(c: InspectToolCall) -> ToolCall:
