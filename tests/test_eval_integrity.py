@@ -106,9 +106,10 @@ def test_a_run_with_missing_rows_says_which_and_exits_non_zero(scripted_env, tmp
     import harness.inspect_bridge
     import harness.tasks
 
+    guard, scrub = harness.tasks.guard_model, harness.inspect_bridge.scrub
     monkeypatch.setattr(harness.tasks, "guard_model", lambda model: model)
     monkeypatch.setattr(harness.inspect_bridge, "scrub", lambda obj: obj)
-    scripted_env(fault="surrogate_args", fault_tasks={"6"})
+    srv = scripted_env(fault="surrogate_args", fault_tasks={"6"})
     out = tmp_path / "run"
     result = _eval(out)
     assert result.exit_code != 0
@@ -117,6 +118,42 @@ def test_a_run_with_missing_rows_says_which_and_exits_non_zero(scripted_env, tmp
     assert manifest["status"] == "incomplete" and "task 6 seed 0" in manifest["missing"]
     assert "INCOMPLETE" in (out / "summary.md").read_text()
     assert list(pd.read_csv(out / "results.csv").columns[:5]) == ["model", "user_model", "benchmark", "split", "task_id"]
+
+    monkeypatch.setattr(harness.tasks, "guard_model", guard)  # the fix: the same command now completes
+    monkeypatch.setattr(harness.inspect_bridge, "scrub", scrub)
+    result = _eval(out)
+    assert result.exit_code == 0, result.output
+    assert sorted(_rows(out).index, key=int) == TASKS and _manifest(out)["status"] == "complete"
+    assert "6" in srv.tasks_started
+
+
+def test_scrub_replaces_lone_surrogates_and_keeps_everything_else():
+    from inspect_ai.model import ChatMessageAssistant
+    from inspect_ai.tool import ToolCall as InspectToolCall
+
+    from harness.inspect_bridge import scrub, scrub_text
+    from harness.records import Message, ToolCall
+
+    assert scrub_text("a\ud83d b \udc00") == "a\ufffd b \ufffd"
+    assert scrub_text("ok 😀 \u00e9") == "ok 😀 \u00e9"
+    clean = {"a": ["x", ("y", 1)], "b": None}
+    assert scrub(clean) is clean  # nothing to do: the same object
+    msg = Message(role="assistant", content="hi\ud83d", tool_calls=[ToolCall("c", "f", {"k\ud83d": ["v\ud83d"]})])
+    assert scrub([msg])[0] is msg and msg.content == "hi\ufffd" and msg.tool_calls[0].arguments == {"k\ufffd": ["v\ufffd"]}
+    chat = ChatMessageAssistant(content="x\ud83d", tool_calls=[InspectToolCall("c", "f", {"a": "\ud83d"})])
+    scrub(chat)
+    assert chat.text == "x\ufffd" and chat.tool_calls[0].arguments == {"a": "\ufffd"}
+    chat.model_dump_json()  # inspect can write it now
+
+
+def test_force_never_touches_a_run_of_another_kind(tmp_path):
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / "manifest.json").write_text(json.dumps({"kind": "experiment"}))
+    cfg = EvalConfig(benchmark="tau3-airline", split="test", model="openai-api/scripted/gold", limit=1)
+    with pytest.raises(EvalConfigError, match="'experiment' run, not an eval"):
+        run_eval(cfg, out, display="none", force=True)
+    assert json.loads((out / "manifest.json").read_text()) == {"kind": "experiment"}
 
 
 # ---------------------------------------------------------------- resume only the same run
