@@ -95,8 +95,13 @@ def score_cmd(benchmark: str, input_path: Path, output_path: Path, data_dir: Pat
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--display", default=None, help="inspect display: full, rich, plain, none.")
 @click.option("--force", is_flag=True, help="Delete a previous run's results in --out and start over.")
+@click.option("--max-retries", default=3, show_default=True, type=click.IntRange(min=0),
+              help="Retries of a failed model call; then the episode is an infra_error (run again once).")
+@click.option("--timeout", default=600, show_default=True, type=click.IntRange(min=1),
+              help="Seconds per model call, retries included.")
 def eval_cmd(benchmark, split, model, user_model, seeds, base_seed, temperature, limit, max_steps, max_errors,
-             max_tokens, pass_k, max_samples, model_args, benchmark_args, out_dir, display, force) -> None:  # fmt: skip
+             max_tokens, pass_k, max_samples, model_args, benchmark_args, out_dir, display, force, max_retries,
+             timeout) -> None:  # fmt: skip
     """Evaluate MODEL on a benchmark split over several seeds; write runs/NAME/.
 
     Re-running into the same --out resumes (and runs again the episodes that ended in an
@@ -110,7 +115,8 @@ def eval_cmd(benchmark, split, model, user_model, seeds, base_seed, temperature,
     cfg = EvalConfig(benchmark=benchmark, split=split, model=model, user_model=user_model, seeds=seeds,
                      base_seed=base_seed, temperature=temperature, limit=limit, max_steps=max_steps,
                      max_errors=max_errors, max_tokens=max_tokens, pass_k=list(pass_k),
-                     max_samples=max_samples, model_args=margs, benchmark_args=bargs)  # fmt: skip
+                     max_samples=max_samples, model_args=margs, benchmark_args=bargs, max_retries=max_retries,
+                     timeout=timeout)  # fmt: skip
     try:
         summary = run_eval(cfg, out_dir, display=display, force=force)
         manifest = json.loads((out_dir / "manifest.json").read_text())

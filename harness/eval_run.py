@@ -122,7 +122,14 @@ def load_benchmark(cfg: EvalConfig):
     if unknown:
         raise EvalConfigError(f"unknown -B key(s) for {cfg.benchmark}: {', '.join(unknown)}; "
                               f"known: {', '.join(known) or 'none'}")  # fmt: skip
-    return cfg.bench()
+    bench = cfg.bench()
+    try:
+        ids = _task_ids(cfg)
+    except (KeyError, ValueError) as e:
+        raise EvalConfigError(f"--split {cfg.split}: {e.args[0] if e.args else e}") from e
+    if not ids:
+        raise EvalConfigError(f"--split {cfg.split} of {cfg.benchmark} has no tasks to run")
+    return bench
 
 
 def git_commit() -> str | None:

@@ -267,6 +267,11 @@ def test_unknown_benchmark_args(tmp_path):
                                              "--out", str(tmp_path / "r")]), "unknown benchmark 'nope'")  # fmt: skip
 
 
+def test_an_unknown_split(tmp_path):
+    _fails_cleanly(_eval(tmp_path / "r", "--split", "nope"), "--split nope", "train, test")
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_local_folder_that_does_not_exist(tmp_path):
     _fails_cleanly(_eval(tmp_path / "r", model=f"local/{tmp_path / 'missing'}"), "does not exist", "local/smollm2")
     (tmp_path / "empty").mkdir()
