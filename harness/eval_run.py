@@ -386,8 +386,9 @@ def run_eval(cfg: EvalConfig, out_dir: Path, display: str | None = None,
 
 
 def retry_failed_samples(log_dir: Path) -> list[str]:
-    """Mark every finished sample that ended in an infra error (or errored inside inspect) as
-    invalidated in its log, so the eval set runs it again; return which ones."""
+    """Mark every sample of the newest log (the one the eval set resumes from) that ended in an
+    infra error (or errored inside inspect) as invalidated, so the eval set runs it again; return
+    which ones. Older logs stay as they are: rewriting one would make it the newest."""
     from inspect_ai.log import (
         ProvenanceData,
         invalidate_samples,
@@ -396,8 +397,8 @@ def retry_failed_samples(log_dir: Path) -> list[str]:
         write_eval_log,
     )
 
-    retried = []
-    for info in list_eval_logs(str(log_dir)):
+    retried: list[str] = []
+    for info in sorted(list_eval_logs(str(log_dir)), key=lambda i: i.mtime or 0)[-1:]:
         log = read_eval_log(info)
         if log.status not in ("success", "error"):
             continue  # a log whose writer was killed: the eval set recovers it and re-runs the rest
