@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -125,6 +126,8 @@ def eval_cmd(benchmark, split, model, user_model, seeds, base_seed, temperature,
     except (EvalConfigError, DataError, KeyError, ValueError) as e:
         raise click.ClickException(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)) from e
     except OSError as e:
+        if e.filename is None and e.errno not in _WRITE_ERRNOS:
+            raise click.ClickException(f"the run failed: {type(e).__name__}: {e}") from e
         where = e.filename or out_dir
         raise click.ClickException(f"cannot write {where}: {e.strerror or e}; free space there or choose another --out") from e
     click.echo(md)
@@ -135,6 +138,9 @@ def eval_cmd(benchmark, split, model, user_model, seeds, base_seed, temperature,
             f"{', '.join(summary['missing'][:20])}{' …' if len(summary['missing']) > 20 else ''}. "
             "Re-run the same command to run them (the inspect logs say what went wrong)."
         )
+
+
+_WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR}
 
 
 def _key_values(flag: str, items: tuple[str, ...]) -> dict[str, str]:
