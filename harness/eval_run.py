@@ -311,13 +311,14 @@ def start_models(cfg: EvalConfig) -> tuple[Any, dict[str, Any] | None]:
     an unreachable provider set-up fails at once. The models' logged arguments hold no secret."""
     from inspect_ai.model import get_model
 
-    from harness.redact import is_secret, redact
+    from harness.redact import is_secret, redact, redact_text, secret_values
 
     def start(flag: str, name: str, args: dict[str, Any]):
         try:
             model = get_model(name, base_url=env_base_url(name), **args)
         except Exception as e:  # inspect's PrerequisiteError, a provider's own set-up error, …
-            raise EvalConfigError(f"{flag} {name}: cannot start the model: {_plain(str(e))}") from e
+            why = redact_text(_plain(str(e)), secret_values(args))
+            raise EvalConfigError(f"{flag} {name}: cannot start the model: {why}") from e
         # What inspect writes to its logs and hashes into the task's identity: no secret at all, so
         # a rotated key resumes the same run.
         model.model_args = redact({k: v for k, v in args.items() if not is_secret(k)})

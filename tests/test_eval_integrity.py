@@ -211,6 +211,16 @@ def test_ordinary_names_are_kept(name):
     assert redact({name: 5}) == {name: 5}
 
 
+def test_a_model_that_cannot_start_never_echoes_a_secret(tmp_path):
+    from harness.redact import redact_text, secret_values
+
+    assert redact_text("bad key sk-XYZ-999 given", secret_values({"m": {"api_key": "sk-XYZ-999"}})) == \
+        f"bad key {REDACTED} given"  # fmt: skip
+    result = _eval(tmp_path / "r", "-M", "my_token=tok-SECRET-666", model="nonexistent-provider/m")
+    _fails_cleanly(result, "--model nonexistent-provider/m: cannot start the model")
+    assert "tok-SECRET-666" not in result.output
+
+
 def test_url_credentials_are_redacted():
     assert redact(["https://me:pw123@host/v1"]) == [f"https://{REDACTED}@host/v1"]
 
