@@ -211,13 +211,15 @@ def test_ordinary_names_are_kept(name):
     assert redact({name: 5}) == {name: 5}
 
 
-def test_a_model_that_cannot_start_never_echoes_a_secret(tmp_path):
-    from harness.redact import redact_text, secret_values
+def test_a_model_that_cannot_start_never_echoes_a_secret(tmp_path, monkeypatch):
+    import inspect_ai.model
 
-    assert redact_text("bad key sk-XYZ-999 given", secret_values({"m": {"api_key": "sk-XYZ-999"}})) == \
-        f"bad key {REDACTED} given"  # fmt: skip
-    result = _eval(tmp_path / "r", "-M", "my_token=tok-SECRET-666", model="nonexistent-provider/m")
-    _fails_cleanly(result, "--model nonexistent-provider/m: cannot start the model")
+    def echoing_provider(name, **kwargs):  # a provider whose set-up error quotes its arguments
+        raise ValueError(f"cannot connect with {kwargs}")
+
+    monkeypatch.setattr(inspect_ai.model, "get_model", echoing_provider)
+    result = _eval(tmp_path / "r", "-M", "my_token=tok-SECRET-666", "-M", "region=eu-kept")
+    _fails_cleanly(result, "--model openai-api/scripted/gold: cannot start the model", "eu-kept")
     assert "tok-SECRET-666" not in result.output
 
 
