@@ -353,10 +353,12 @@ def run_eval(cfg: EvalConfig, out_dir: Path, display: str | None = None,
     check_resume(cfg, out_dir, force)
     agent_model, roles = start_models(cfg)
     log_dir = out_dir / "logs"
+    set_aside = set_aside_unreadable_logs(log_dir)
     resumed = any(log_dir.glob("*.eval"))
     retried = retry_failed_samples(log_dir) if resumed else []
     extra = dict(extra_manifest or {})
-    write_manifest(out_dir, cfg, {**extra, "resumed": resumed, "retried": retried, "status": "running"})
+    extra.update(resumed=resumed, retried=retried, **({"unreadable_logs": set_aside} if set_aside else {}))
+    write_manifest(out_dir, cfg, {**extra, "status": "running"})
     ok, logs = eval_set(
         tasks=[build_task(cfg)],
         log_dir=str(log_dir),
@@ -375,7 +377,7 @@ def run_eval(cfg: EvalConfig, out_dir: Path, display: str | None = None,
     have = {(r["task_id"], r["epoch"]) for r in rows}
     missing = [f"task {t} seed {cfg.base_seed + e - 1}" for t, e in expected_keys(cfg) if (t, e) not in have]
     status = "complete" if not missing else "incomplete"
-    write_manifest(out_dir, cfg, {**extra, "resumed": resumed, "retried": retried, "status": status,
+    write_manifest(out_dir, cfg, {**extra, "status": status,
                                   "missing": missing, "rows": len(rows), "expected_rows": len(expected_keys(cfg)),
                                   "infra_errors": sum(bool(r["infra_error"]) for r in rows),
                                   "logs": [str(lg.location) for lg in logs]})  # fmt: skip
@@ -384,6 +386,24 @@ def run_eval(cfg: EvalConfig, out_dir: Path, display: str | None = None,
     summary = summarize(rows, cfg.pass_k or list(range(1, cfg.seeds + 1)))
     summary["missing"] = missing
     return summary
+
+
+def set_aside_unreadable_logs(log_dir: Path) -> list[str]:
+    """Rename each inspect log that cannot be read (cut short by a crash or a full disk) to
+    NAME.eval.unreadable, with a warning, so the eval set runs its samples again."""
+    from inspect_ai.log import read_eval_log
+
+    moved = []
+    for path in sorted(log_dir.glob("*.eval")):
+        try:
+            read_eval_log(str(path), header_only=True)
+        except Exception as e:  # a zip without its directory, a header that is not JSON, …
+            target = path.with_name(path.name + ".unreadable")
+            os.replace(path, target)
+            print(f"warning: {path} cannot be read ({type(e).__name__}: {e}); moved to {target.name}, "
+                  "its samples run again", file=sys.stderr)  # fmt: skip
+            moved.append(str(target))
+    return moved
 
 
 def retry_failed_samples(log_dir: Path) -> list[str]:
@@ -400,8 +420,8 @@ def retry_failed_samples(log_dir: Path) -> list[str]:
 
     retried: list[str] = []
     for info in sorted(list_eval_logs(str(log_dir)), key=lambda i: i.mtime or 0)[-1:]:
-        log = read_eval_log(info)
-        if log.status not in ("success", "error"):
+        log = _read_log(info, read_eval_log)
+        if log is None or log.status not in ("success", "error"):
             continue  # a log whose writer was killed: the eval set recovers it and re-runs the rest
         failed = [s for s in log.samples or [] if s.invalidation is None and _failed(s)]
         if not failed:
@@ -410,6 +430,16 @@ def retry_failed_samples(log_dir: Path) -> list[str]:
         write_eval_log(invalidate_samples(log, [str(s.uuid) for s in failed], why), info.name)
         retried += [f"task {s.id} epoch {s.epoch}" for s in failed]
     return retried
+
+
+def _read_log(info: Any, read: Any) -> Any:
+    """An inspect log, or None (with a warning naming it) when it cannot be read: its rows then
+    count as missing, and a re-run runs them again."""
+    try:
+        return read(info)
+    except Exception as e:  # a log cut short by a crash or a full disk
+        print(f"warning: cannot read the inspect log {info.name}: {type(e).__name__}: {e}", file=sys.stderr)
+        return None
 
 
 def _failed(sample: Any) -> bool:
@@ -427,7 +457,7 @@ def results_from_logs(log_dir: Path, cfg: EvalConfig) -> list[dict[str, Any]]:
     from harness.tasks import epoch_seed
 
     expected = set(expected_keys(cfg))
-    logs = [read_eval_log(info) for info in list_eval_logs(str(log_dir))]
+    logs = [lg for info in list_eval_logs(str(log_dir)) if (lg := _read_log(info, read_eval_log)) is not None]
     rows: dict[tuple[str, int], dict[str, Any]] = {}
     for log in sorted(logs, key=lambda lg: (lg.eval.created or "", lg.location or "")):
         if log.eval.model != cfg.model:

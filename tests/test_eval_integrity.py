@@ -156,6 +156,21 @@ def test_force_never_touches_a_run_of_another_kind(tmp_path):
     assert json.loads((out / "manifest.json").read_text()) == {"kind": "experiment"}
 
 
+def test_a_log_cut_short_is_set_aside_and_its_samples_run_again(scripted_env, tmp_path):
+    srv = scripted_env()
+    out = tmp_path / "run"
+    assert _eval(out, limit=2).exit_code == 0
+    (log,) = (out / "logs").glob("*.eval")
+    log.write_bytes(log.read_bytes()[:3000])  # a crash or a full disk mid-write
+    srv.tasks_started.clear()
+    result = _eval(out, limit=2)
+    assert result.exit_code == 0, result.output
+    assert sorted(srv.tasks_started, key=int) == ["2", "6"]
+    assert sorted(_rows(out).index, key=int) == ["2", "6"] and _manifest(out)["status"] == "complete"
+    assert _manifest(out)["unreadable_logs"] == [str(log) + ".unreadable"]
+    assert Path(str(log) + ".unreadable").exists()
+
+
 # ---------------------------------------------------------------- resume only the same run
 
 
