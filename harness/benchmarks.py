@@ -75,12 +75,33 @@ def _appworld(**kwargs: Any) -> Benchmark:
     return AppWorld(**kwargs)
 
 
+_toy.target = "harness.toy.benchmark:Toy"  # type: ignore[attr-defined]
+_appworld.target = "harness.appworld.benchmark:AppWorld"  # type: ignore[attr-defined]
+
+
 _REGISTRY: dict[str, Callable[..., Benchmark]] = {"tau3-airline": Tau3Airline, "toy": _toy, "appworld": _appworld}
 _CACHE: dict[tuple[str, tuple], Benchmark] = {}
 
 
 def register(name: str, factory: Callable[..., Benchmark]) -> None:
     _REGISTRY[name] = factory
+
+
+def benchmark_params(name: str) -> list[str] | None:
+    """The keyword arguments benchmark `name` takes (its -B keys); None if it takes any."""
+    import importlib
+    import inspect
+
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    factory: Any = _REGISTRY[name]
+    if target := getattr(factory, "target", None):
+        module, attr = target.split(":")
+        factory = getattr(importlib.import_module(module), attr)
+    params = inspect.signature(factory).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def get_benchmark(name: str, **kwargs: Any) -> Benchmark:

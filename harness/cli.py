@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -94,27 +95,63 @@ def score_cmd(benchmark: str, input_path: Path, output_path: Path, data_dir: Pat
               help="KEY=VALUE for the benchmark (appworld: servers=2; toy: levels=0,1).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--display", default=None, help="inspect display: full, rich, plain, none.")
+@click.option("--force", is_flag=True, help="Delete a previous run's results in --out and start over.")
+@click.option("--max-retries", default=3, show_default=True, type=click.IntRange(min=0),
+              help="Retries of a failed model call; then the episode is an infra_error (run again once).")
+@click.option("--timeout", default=600, show_default=True, type=click.IntRange(min=1),
+              help="Seconds per model call, retries included.")
 def eval_cmd(benchmark, split, model, user_model, seeds, base_seed, temperature, limit, max_steps, max_errors,
-             max_tokens, pass_k, max_samples, model_args, benchmark_args, out_dir, display) -> None:  # fmt: skip
-    """Evaluate MODEL on a benchmark split over several seeds; write runs/NAME/."""
+             max_tokens, pass_k, max_samples, model_args, benchmark_args, out_dir, display, force, max_retries,
+             timeout) -> None:  # fmt: skip
+    """Evaluate MODEL on a benchmark split over several seeds; write runs/NAME/.
+
+    Re-running into the same --out resumes (and runs again the episodes that ended in an
+    infrastructure error); a different configuration there is refused unless --force. Exits
+    non-zero when some task x seed has no row."""
     from harness.eval_run import EvalConfig, EvalConfigError, run_eval
     from harness.summary import summary_markdown
 
-    margs = dict(a.split("=", 1) for a in model_args)
-    bargs = {k: int(v) if v.isdigit() else v for k, v in (a.split("=", 1) for a in benchmark_args)}
+    margs = _key_values("-M/--model-arg", model_args)
+    bargs = {k: int(v) if v.isdigit() else v for k, v in _key_values("-B/--benchmark-arg", benchmark_args).items()}
     cfg = EvalConfig(benchmark=benchmark, split=split, model=model, user_model=user_model, seeds=seeds,
                      base_seed=base_seed, temperature=temperature, limit=limit, max_steps=max_steps,
                      max_errors=max_errors, max_tokens=max_tokens, pass_k=list(pass_k),
-                     max_samples=max_samples, model_args=margs, benchmark_args=bargs)  # fmt: skip
+                     max_samples=max_samples, model_args=margs, benchmark_args=bargs, max_retries=max_retries,
+                     timeout=timeout)  # fmt: skip
     try:
-        summary = run_eval(cfg, out_dir, display=display)
+        summary = run_eval(cfg, out_dir, display=display, force=force)
+        manifest = json.loads((out_dir / "manifest.json").read_text())
+        md = summary_markdown(summary, manifest)
+        (out_dir / "summary.md").write_text(md)
     except (EvalConfigError, DataError, KeyError, ValueError) as e:
-        raise click.ClickException(str(e)) from e
-    manifest = json.loads((out_dir / "manifest.json").read_text())
-    md = summary_markdown(summary, manifest)
-    (out_dir / "summary.md").write_text(md)
+        raise click.ClickException(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)) from e
+    except OSError as e:
+        if e.filename is None and e.errno not in _WRITE_ERRNOS:
+            raise click.ClickException(f"the run failed: {type(e).__name__}: {e}") from e
+        where = e.filename or out_dir
+        raise click.ClickException(f"cannot write {where}: {e.strerror or e}; free space there or choose another --out") from e
     click.echo(md)
     click.echo(f"results: {out_dir / 'results.parquet'} (and .csv); logs: inspect view --log-dir {out_dir / 'logs'}")
+    if summary["missing"]:
+        raise click.ClickException(
+            f"{len(summary['missing'])} of {manifest['expected_rows']} episodes have no row: "
+            f"{', '.join(summary['missing'][:20])}{' …' if len(summary['missing']) > 20 else ''}. "
+            "Re-run the same command to run them (the inspect logs say what went wrong)."
+        )
+
+
+_WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR}
+
+
+def _key_values(flag: str, items: tuple[str, ...]) -> dict[str, str]:
+    """KEY=VALUE arguments as a dict; anything else is a usage error naming the flag."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=flag)
+        out[key.strip()] = value
+    return out
 
 
 @main.command("train")

@@ -189,6 +189,14 @@ class Piece:
     record_path: Path = Path()  # EXPERIMENT/pieces/KIND-FOLDER.json: the hash and config it ran with
 
 
+def _recordable(config: Any) -> dict[str, Any]:
+    """A piece's config as recorded and hashed: secrets redacted, so a new key reuses the piece and
+    none is written to pieces/*.json."""
+    from harness.redact import redact
+
+    return redact(dataclasses.asdict(config))
+
+
 class Experiment:
     def __init__(self, cfg: ExperimentConfig, out_dir: Path, force: bool = False):
         self.cfg = cfg
@@ -201,7 +209,7 @@ class Experiment:
     def _hash(self, piece: Piece) -> str:
         """sha256 of the piece's whole config and what it starts from; the experiment's own folder
         is written as $EXPERIMENT so a moved experiment keeps its hashes."""
-        text = json.dumps({"kind": piece.kind, "config": dataclasses.asdict(piece.config), "after": piece.after},
+        text = json.dumps({"kind": piece.kind, "config": _recordable(piece.config), "after": piece.after},
                           sort_keys=True, default=str).replace(str(self.dir), "$EXPERIMENT")  # fmt: skip
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -268,7 +276,7 @@ class Experiment:
             return "it has outputs but no recorded config hash" if self._started(piece) else None
         if rec.get("config_hash") == piece.hash:
             return None
-        old, new = rec.get("config") or {}, dataclasses.asdict(piece.config)
+        old, new = rec.get("config") or {}, _recordable(piece.config)
         diffs = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
         diffs = [d.replace(str(self.dir), "$EXPERIMENT") for d in diffs]
         if not diffs and rec.get("after") != piece.after:
@@ -294,7 +302,7 @@ class Experiment:
     def _write_record(self, piece: Piece) -> None:
         piece.record_path.parent.mkdir(parents=True, exist_ok=True)
         rec = {"kind": piece.kind, "name": piece.name, "path": str(piece.out.relative_to(self.dir)),
-               "config_hash": piece.hash, "after": piece.after, "config": dataclasses.asdict(piece.config)}  # fmt: skip
+               "config_hash": piece.hash, "after": piece.after, "config": _recordable(piece.config)}  # fmt: skip
         tmp = piece.record_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(rec, indent=2, default=str))
         os.replace(tmp, piece.record_path)
@@ -337,10 +345,11 @@ class Experiment:
 
     def _write_manifest(self, status: str) -> None:
         from harness.eval_run import git_commit, package_versions
+        from harness.redact import redact
 
         manifest = {
             "kind": "experiment",
-            "config": dataclasses.asdict(self.cfg),
+            "config": redact(dataclasses.asdict(self.cfg)),
             "pieces": self.pieces,
             "resumed_or_skipped": [p["name"] for p in self.pieces if p["status"] not in ("ran", "re-ran (config changed, --force)")],
             "status": status,
@@ -416,6 +425,7 @@ class Experiment:
         """What actually ran: read back from each piece's record (its config and hash), not from
         the config file."""
         from harness.models import describe_model
+        from harness.redact import redact
 
         cfg = self.cfg
         ran = [json.loads(p.record_path.read_text()) for p in self._trains + self._evals]
@@ -428,14 +438,14 @@ class Experiment:
         for r in trains:
             c = r["config"]
             algos.setdefault(r["name"].rsplit(" seed ", 1)[0], (c["algo"], c["algo_config"]))
-        methods = ", ".join(f"{n} ({a}{' ' + json.dumps(ac) if ac else ''})" for n, (a, ac) in algos.items())
+        methods = ", ".join(f"{n} ({a}{' ' + json.dumps(redact(ac)) if ac else ''})" for n, (a, ac) in algos.items())
         lines = [
             f"# Experiment `{cfg.name}`",
             "",
             f"- base model: {describe_model(cfg.base_model)}"
             + (f", after a supervised warm start ({warm['config']['updates']} updates of scripted solutions, "
                f"lr {warm['config']['lr']})" if warm else ""),
-            f"- benchmark: {cfg.benchmark} {cfg.benchmark_args or ''}; eval: {json.dumps(protocol)}",
+            f"- benchmark: {cfg.benchmark} {cfg.benchmark_args or ''}; eval: {json.dumps(redact(protocol))}",
             f"- methods: {methods}; training seeds {cfg.train_seeds}",
             f"- budget per run (same for every method): {json.dumps(budget)}",
             f"- credit providers actually used: {self._credit_used()}",

@@ -2,12 +2,19 @@
 
 `InspectAgent` / `InspectUser` turn any inspect `Model` (openai-api/…, vllm/…, local/…) into the
 loop's `AgentModel` / `UserModel`, sending the epoch's seed and the configured temperature on
-every call. A transport failure becomes an `InfraError` (retried, then recorded), never a crash.
+every call. A transport failure or a reply without any choice becomes an `InfraError` (retried,
+then recorded), never a crash.
+
+What a model returns can hold text that inspect cannot write to its log (a lone UTF-16 surrogate
+such as "\\ud83d" makes the whole log write fail). `guard_model` scrubs every reply as the
+provider returns it, before inspect records it: such characters become U+FFFD.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +30,86 @@ from inspect_ai.model import (
 from inspect_ai.tool import ToolCall as InspectToolCall
 from inspect_ai.tool import ToolInfo, ToolParams
 from inspect_ai.util import JSONSchema
+from pydantic import BaseModel
 
 from harness.loop import Reply, tool_call_from_text
 from harness.records import InfraError, Message, ToolCall
+
+_GUARDED = "_sgcd_scrubbed"
+
+
+def scrub_text(text: str) -> str:
+    """`text` with each lone surrogate (not valid Unicode, not writable as UTF-8) as U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def scrub(obj: Any) -> Any:
+    """`obj` with every string scrubbed (scrub_text): dicts, lists and tuples are copied where
+    something changed; pydantic models and dataclasses (inspect's records, the loop's messages)
+    are fixed in place. The common case, nothing to scrub, is one C-speed JSON pass."""
+    if isinstance(obj, str):
+        return scrub_text(obj)
+    try:
+        json.dumps(obj, ensure_ascii=False, default=_fields).encode("utf-8")
+        return obj
+    except (UnicodeEncodeError, TypeError, ValueError, RecursionError):
+        return _scrub(obj)
+
+
+def _fields(obj: Any) -> Any:
+    if isinstance(obj, BaseModel) or dataclasses.is_dataclass(obj):
+        return vars(obj)
+    return str(obj)
+
+
+def _scrub(obj: Any) -> Any:
+    if isinstance(obj, str):
+        return scrub_text(obj)
+    if isinstance(obj, dict):
+        items = [(_scrub(k), _scrub(v)) for k, v in obj.items()]
+        if all(k is k0 and v is v0 for (k, v), (k0, v0) in zip(items, obj.items(), strict=True)):
+            return obj
+        return dict(items)
+    if isinstance(obj, list | tuple):
+        vals = [_scrub(v) for v in obj]
+        if all(v is v0 for v, v0 in zip(vals, obj, strict=True)):
+            return obj
+        return type(obj)(vals) if isinstance(obj, list) else tuple(vals)
+    names = list(type(obj).model_fields) if isinstance(obj, BaseModel) else []
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        names = [f.name for f in dataclasses.fields(obj)]
+    for name in names:
+        value = getattr(obj, name, None)
+        new = _scrub(value)
+        if new is not value:
+            obj.__dict__[name] = new  # no re-validation: the same type, cleaner text
+    return obj
+
+
+def guard_model(model: Model) -> Model:
+    """Scrub every reply of `model`'s provider before inspect records it (see the module doc)."""
+    api = model.api
+    if getattr(api, _GUARDED, False):
+        return model
+    inner = api.generate
+
+    async def generate(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return scrub(await inner(*args, **kwargs))
+        except Exception as e:  # its message (an error body) is logged too; its type decides retries
+            e.args = scrub(e.args)
+            for name, value in list(vars(e).items()):
+                if isinstance(value, str | dict | list):
+                    setattr(e, name, scrub(value))
+            raise
+
+    api.generate = generate  # type: ignore[method-assign]
+    setattr(api, _GUARDED, True)
+    return model
 
 
 def inline_refs(schema: Any, defs: dict[str, Any] | None = None) -> Any:
@@ -61,6 +145,8 @@ def tool_infos(schemas: list[dict[str, Any]]) -> list[ToolInfo]:
 
 
 def to_chat(system_prompt: str | None, messages: list[Message]) -> list[ChatMessage]:
+    """The loop's messages as inspect's, with text inspect could not log scrubbed (see `scrub`)."""
+    system_prompt, messages = scrub(system_prompt), scrub(messages)
     out: list[ChatMessage] = [ChatMessageSystem(content=system_prompt)] if system_prompt else []
     names = {c.id: c.name for m in messages for c in m.tool_calls}
     for m in messages:
@@ -107,9 +193,12 @@ class Sampling:
 
 async def _generate(model: Model, chat: list[ChatMessage], tools: list[ToolInfo], sampling: Sampling, who: str):
     try:
-        return await model.generate(chat, tools=tools, config=sampling.config())
+        output = await model.generate(chat, tools=tools, config=sampling.config())
     except Exception as e:  # a crashed or unreachable model server is not the agent's doing
         raise InfraError(f"{who} model {model.name} failed: {type(e).__name__}: {e}") from e
+    if not output.choices:  # a malformed reply, like a body that is not JSON
+        raise InfraError(f"{who} model {model.name} replied with no choices" + (f": {output.error}" if output.error else ""))
+    return output
 
 
 def _reply(output: Any, message: Message) -> Reply:

@@ -86,4 +86,11 @@ def summary_markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
             lines.append(f"\n_{note}_")
     lines += ["", "| how episodes ended | count |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(summary["end_reasons"].items())]
+    if summary.get("infra_errors"):
+        lines.append(f"\n_{summary['infra_errors']} episode(s) ended in an infrastructure error; "
+                     "re-running the same command runs them again._")  # fmt: skip
+    missing = summary.get("missing") or manifest.get("missing") or []
+    if missing:
+        lines.append(f"\n**INCOMPLETE: {len(missing)} episode(s) have no row:** {', '.join(missing)}. "
+                     "Re-run the same command to run them.")  # fmt: skip
     return "\n".join(lines) + "\n"

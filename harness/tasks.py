@@ -29,7 +29,7 @@ from inspect_ai.scorer import (
 )
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
-from harness.inspect_bridge import InspectAgent, InspectUser, Sampling, to_chat
+from harness.inspect_bridge import InspectAgent, InspectUser, Sampling, guard_model, scrub, to_chat
 from harness.loop import LoopConfig, run_episode
 from harness.metrics import pass_hat_k
 
@@ -121,9 +121,9 @@ def conversation(
     async def _solve(state: TaskState) -> TaskState:
         task_id = str(state.metadata["task_id"])
         sampling = Sampling(seed=epoch_seed(seed, state.epoch), temperature=temperature, max_tokens=max_tokens)
-        agent_model = get_model()
+        agent_model = guard_model(get_model())
         agent = InspectAgent(agent_model, sampling)
-        user = InspectUser(get_model(role="user", default=agent_model), sampling) if bench.has_user else None
+        user = InspectUser(guard_model(get_model(role="user", default=agent_model)), sampling) if bench.has_user else None
         result = await run_episode(lambda: bench.episode(task_id), agent, user, cfg)
         state.messages = to_chat(result.system_prompt, result.messages) or [ChatMessageUser(content="")]
         out = result.outcome.to_dict()
@@ -142,7 +142,7 @@ def conversation(
             attempts=result.attempts,
             **bench.task_facts(task_id),
         )
-        state.store.set(OUTCOME_KEY, out)
+        state.store.set(OUTCOME_KEY, scrub(out))
         state.completed = True
         return state
 

@@ -127,7 +127,9 @@ class TrainConfig:
     def to_toml(self) -> str:
         import tomli_w
 
-        d = dataclasses.asdict(self)
+        from harness.redact import redact
+
+        d = redact(dataclasses.asdict(self))  # e.g. a credit provider's api_key never reaches the file
         tables = {k: d.pop(k) for k in ("benchmark_args", "algo_config")}
         d = {k: v for k, v in d.items() if v is not None}
         return "# budget: updates x groups_per_update kept groups of group_size siblings\n" + tomli_w.dumps(
@@ -192,6 +194,7 @@ class Trainer:
 
     def _write_manifest(self, resumed_from: str | None) -> None:
         from harness.eval_run import git_commit, package_versions
+        from harness.redact import redact
 
         manifest = {
             "kind": "train",
@@ -202,7 +205,7 @@ class Trainer:
             "budget": {"updates": self.cfg.updates, "groups_per_update": self.cfg.groups_per_update,
                        "group_size": self.cfg.group_size, "max_groups_sampled": self.cfg.max_groups_sampled,
                        "dynamic_sampling": self.cfg.dynamic_sampling},  # fmt: skip
-            "config": dataclasses.asdict(self.cfg),
+            "config": redact(dataclasses.asdict(self.cfg)),
             "resumed_from": resumed_from,
             "git_commit": git_commit(),
             "packages": package_versions(),

@@ -6,6 +6,14 @@ It answers both sides through the real harness (inspect's `openai-api` provider)
 - as the agent, it plays the task's gold actions as tool calls, then says each communicate_info
   string, then "All done." With `wrong=True` it skips the write actions.
 Every request's `seed` is recorded. Bounded: it serves only until the test stops it.
+
+Adversarial replies (`fault=`, to the agent's first turn of the tasks in `fault_tasks`, default
+all; `fault_times` limits how many replies it spoils): "surrogate_args" (a lone surrogate inside
+the tool-call JSON), "surrogate_text" (one in the text), "no_choices" (`choices: []`),
+"bad_json" (a body that is not JSON), "bad_args" (tool-call arguments that are not JSON),
+"odd_shapes" (arguments as an object, a call without id, unknown tools), "null_message", "huge" (a 2 MB text reply), "http500" (a server error;
+"http500_surrogate": one whose message holds a lone surrogate), "drop" (the connection closes
+without a reply).
 """
 
 from __future__ import annotations
@@ -20,10 +28,13 @@ from typing import Any
 
 
 class ScriptedServer:
-    def __init__(self, domain, wrong: bool = False, delay: float = 0.0):
+    def __init__(self, domain, wrong: bool = False, delay: float = 0.0, fault: str | None = None,
+                 fault_tasks: set[str] | None = None, fault_times: int | None = None):  # fmt: skip
         self.domain = domain
         self.wrong = wrong
         self.delay = delay
+        self.fault, self.fault_tasks, self.fault_times = fault, fault_tasks, fault_times
+        self.faults_sent = 0
         self.tasks_started: list[str] = []
         self.seeds: list[tuple[str, Any]] = []
         self.requests = 0
@@ -43,8 +54,15 @@ class ScriptedServer:
                     print("BAD", self.path, dict(self.headers), raw[:200])
                     raise
                 reply = server.respond(body)
-                data = json.dumps(reply).encode()
-                self.send_response(200)
+                if reply is _DROP:
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if isinstance(reply, tuple):  # (status, raw body)
+                    status, data = reply
+                else:
+                    status, data = 200, json.dumps(reply).encode()
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
@@ -68,7 +86,7 @@ class ScriptedServer:
 
     # ------------------------------------------------------------------ the script
 
-    def respond(self, body: dict[str, Any]) -> dict[str, Any]:
+    def respond(self, body: dict[str, Any]) -> Any:
         self.requests += 1
         if self.delay:
             time.sleep(self.delay)
@@ -80,7 +98,51 @@ class ScriptedServer:
             self.seeds.append(("user", body.get("seed")))
             return self._message(self._user_turn(system, msgs))
         self.seeds.append(("agent", body.get("seed")))
+        first_user = next((_text(m) for m in msgs if m["role"] == "user"), "")
+        task = re.search(r"task (\d+)", first_user)
+        if self._spoil(task.group(1) if task else "", msgs):
+            return self._fault()
         return self._agent_turn(msgs)
+
+    def _spoil(self, task_id: str, msgs: list[dict]) -> bool:
+        if self.fault is None or (self.fault_tasks is not None and task_id not in self.fault_tasks):
+            return False
+        if sum(m["role"] == "assistant" for m in msgs) > 1 and self.fault not in ("http500", "http500_surrogate", "drop"):
+            return False  # only the agent's first turn after its greeting
+        if self.fault_times is not None and self.faults_sent >= self.fault_times:
+            return False
+        self.faults_sent += 1
+        return True
+
+    def _fault(self) -> Any:
+        kind = self.fault
+        if kind == "surrogate_args":
+            call = {"id": "call_x", "type": "function",
+                    "function": {"name": "get_user_details", "arguments": '{"user_id": "\ud83d", "note": "\\ud83d"}'}}  # fmt: skip
+            return self._message(None, [call])
+        if kind == "surrogate_text":
+            return self._message("Hello \ud83d there")
+        if kind == "bad_args":  # tool-call arguments that are not JSON
+            call = {"id": "call_x", "type": "function", "function": {"name": "get_user_details", "arguments": '{"user_id": '}}
+            return self._message(None, [call])
+        if kind == "odd_shapes":  # arguments as an object, no call id, an unknown tool, content as parts
+            calls = [{"type": "function", "function": {"name": "no_such_tool", "arguments": {"a": 1}}},
+                     {"id": "c2", "type": "function", "function": {"name": "", "arguments": "null"}}]  # fmt: skip
+            return {**self._message(None, calls), "usage": None}
+        if kind == "null_message":
+            return {**self._message(None), "choices": [{"index": 0, "message": None, "finish_reason": None}]}
+        if kind == "no_choices":
+            return {**self._message("x"), "choices": []}
+        if kind == "bad_json":
+            return 200, b'{"id": "chatcmpl-1", "choices": [{"index": 0, "message": '
+        if kind == "huge":
+            return self._message("A" * 2_000_000)
+        if kind in ("http500", "http500_surrogate"):
+            msg = "internal error" + (" \ud83d" if kind == "http500_surrogate" else "")
+            return 500, json.dumps({"error": {"message": msg, "type": "server_error"}}).encode()
+        if kind == "drop":
+            return _DROP
+        raise ValueError(f"unknown fault {kind!r}")
 
     def _task_for_scenario(self, system: str):
         for task in self.domain.tasks.values():
@@ -125,6 +187,8 @@ class ScriptedServer:
             "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
         }
 
+
+_DROP = object()
 
 _WRITES = {"book_reservation", "cancel_reservation", "update_reservation_flights", "update_reservation_baggages",
            "update_reservation_passengers", "send_certificate"}  # fmt: skip
