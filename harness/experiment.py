@@ -338,7 +338,11 @@ class Experiment:
             status = "skipped (finished earlier)"
         else:
             started = (piece.out / "logs").exists()
-            run_eval(piece.config, piece.out, display="none", extra_manifest=dict(piece.extra))
+            summary = run_eval(piece.config, piece.out, display="none", extra_manifest=dict(piece.extra))
+            if summary.get("missing"):
+                # The rows that are there stay on disk; a re-run of the experiment runs only these.
+                raise ValueError(f"eval {piece.name} ({piece.out}) is missing {len(summary['missing'])} row(s): "
+                                 f"{', '.join(summary['missing'][:5])}; re-run the experiment to retry them")  # fmt: skip
             status = "re-ran (config changed, --force)" if redone else "resumed" if started else "ran"
         self._record(piece, status, time.perf_counter() - t0)
         return piece.out
