@@ -187,3 +187,74 @@ def test_airline_oracle_marks_the_last_turn_when_a_required_fact_is_never_said(a
     silent = [m for m in gold.messages if not (m.role == "assistant" and m.content in task.communicate_info)]
     credits, _, unsaid = turn_credits(airline.domain, task, silent, _agent_turns(silent))
     assert unsaid == list(task.communicate_info) and credits[-1] == -1.0
+
+
+# ---------------------------------------------------------------- the audit: LLM credit against the oracle
+
+
+@pytest.mark.parametrize("llm", ["guided", "openai"])
+def test_sgcd_audit_reports_agreement_of_an_llm_provider_with_the_oracle(tmp_path, toy_tiny_dir, monkeypatch, llm):
+    """An SGCD update on toy with an LLM provider (guided/tiny, or an OpenAI-compatible scripted
+    server) and the oracle as audit provider: the audit's agreement is Spearman between the two
+    providers' credits on the same steps, recomputed here from the credit file."""
+    import torch
+    from credit_server import CreditServer
+    from scipy import stats
+
+    from sgcd.audit import audit_markdown, summarize_audit
+    from sgcd.trainer import TrainConfig, Trainer
+
+    provider = f"guided/{toy_tiny_dir}" if llm == "guided" else "openai"
+    cfg = TrainConfig(algo="sgcd", benchmark="toy", benchmark_args={"levels": "1"}, model=f"local/{toy_tiny_dir}",
+                      updates=1, groups_per_update=2, group_size=3, dynamic_sampling=False, max_new_tokens=16,
+                      max_steps=6, max_errors=3,
+                      algo_config={"provider": provider, "audit_provider": "oracle", "provider_max_tokens": 4})  # fmt: skip
+    with CreditServer("good") as srv:
+        monkeypatch.setenv("SGCD_CREDIT_BASE_URL", srv.base_url)
+        monkeypatch.setenv("SGCD_CREDIT_MODEL", "credit")
+        tr = Trainer(cfg, tmp_path / "run")
+        batch, _ = tr.rollout_batch(1)
+        # The random tiny model never solves a task. Rewrite each trajectory's agent turns (same
+        # count) so the oracle has right and wrong turns to tell apart (a lookup of the needed
+        # key, or a wrong submit), and mark one sibling per group a success, as the scorer
+        # would for a solved task (the LLM provider sees SUCCESS / FAILURE).
+        succ = [i % 3 == 0 for i in range(len(batch.rewards))]
+        batch.success, batch.rewards = torch.tensor(succ), torch.tensor(succ).float()
+        for t, meta in enumerate(batch.meta):
+            res, task = meta["result"], make_task(meta["task_id"])
+            res.outcome.success = succ[t]
+            for k, i in enumerate(res.turn_message_index):
+                right = (t + k) % 2 == 0 or succ[t]
+                call = ("lookup", {"key": task.lookups[0]}) if right else ("submit", {"answer": task.answer + 1})
+                res.messages[i] = Message(role="assistant", tool_calls=[ToolCall(f"c{k}", *call)])
+        tr.update(batch)
+    audit = summarize_audit(tr.dir)
+    assert audit["provider"] == tr.algo.provider.name != "oracle" and audit["audit_provider"] == "oracle"
+    rec = json.loads((tr.dir / "credit" / "step-0.json").read_text())
+    main, oracle = [], []
+    for g in rec["groups"]:
+        m = {(s["trajectory"], s["turn"]): s["credit"] for s in g["reference"]["steps"]}
+        o = {(s["trajectory"], s["turn"]): s["credit"] for s in g["audit"]["reference"]["steps"]}
+        assert g["audit"]["provider"] == "oracle" and set(o.values()) <= {-1.0, 1.0}
+        for key in sorted(m.keys() & o.keys()):
+            main.append(m[key])
+            oracle.append(o[key])
+    assert audit["agreement_steps"] == len(main) > 0
+    assert len(set(oracle)) == 2  # the oracle told right turns from wrong ones
+    if llm == "openai":  # the scripted server's credit follows success: a real number
+        assert len(set(main)) == 2
+    if len(set(main)) > 1:
+        assert audit["provider_rank_agreement"] == pytest.approx(stats.spearmanr(main, oracle)[0])
+    else:  # a constant credit (the random tiny model's guided choice) has no ranks: said, not zero
+        assert audit["provider_rank_agreement"] is None
+    table = audit_markdown({"sgcd": audit})
+    assert "| oracle |" in table and f"({len(main)})" in table
+
+
+def test_an_audit_provider_equal_to_the_provider_is_refused(tmp_path, toy_tiny_dir):
+    from sgcd.trainer import TrainConfig, Trainer
+
+    cfg = TrainConfig(algo="sgcd", benchmark="toy", model=f"local/{toy_tiny_dir}", updates=1,
+                      algo_config={"provider": "oracle", "audit_provider": "oracle"})  # fmt: skip
+    with pytest.raises(ValueError, match="audit compares two different providers"):
+        Trainer(cfg, tmp_path / "run")
