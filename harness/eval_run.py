@@ -27,7 +27,8 @@ BASE_COLUMNS = [
     "model", "user_model", "benchmark", "split", "task_id", "scenario_id", "epoch", "seed", "temperature",
     "reward", "success", "end_reason", "infra_error",
 ]  # fmt: skip
-TAIL_COLUMNS = ["turns", "tool_calls", "tool_errors", "input_tokens", "output_tokens", "seconds"]
+TAIL_COLUMNS = ["turns", "tool_calls", "tool_errors", "input_tokens", "output_tokens", "seconds",
+                "user_input_tokens", "user_output_tokens"]  # fmt: skip
 
 
 @dataclass
@@ -237,6 +238,9 @@ def tidy_row(meta: dict[str, Any], cfg: EvalConfig) -> dict[str, Any]:
         row[comp] = meta.get("components", {}).get(comp)
     for col in TAIL_COLUMNS:
         row[col] = meta.get(col)
+    # the checks a failed episode did not pass, by name (AppWorld: its failed tests' requirements)
+    failures = (meta.get("info") or {}).get("failures") or []
+    row["failed_checks"] = " | ".join(str(f.get("requirement", f))[:120] for f in failures if isinstance(f, dict)) or None
     row["null_success"] = meta.get("null_success")
     row["write_required"] = meta.get("write_required")
     return row
