@@ -70,7 +70,10 @@ class Tau3Airline:
         return oracle_credit(self.domain, task_id, trajectories, successes)
 
     def manifest(self) -> dict[str, Any]:
+        from harness.data import TAU3_AIRLINE
+
         return {"data_dir": str(self.domain.data_dir), "data_hashes": self.domain.file_hashes(),
+                "data_version": f"{TAU3_AIRLINE.upstream_repo}@{TAU3_AIRLINE.upstream_commit}",
                 "tool_descriptions": self.domain.tool_descriptions, "opening_line": self.opening_line}  # fmt: skip
 
 

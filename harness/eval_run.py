@@ -101,8 +101,10 @@ def package_versions(names: tuple[str, ...] = ("sgcd-bench", "inspect-ai", "torc
 
 def write_manifest(out_dir: Path, cfg: EvalConfig, extra: dict[str, Any]) -> dict[str, Any]:
     from harness.models import describe_model
+    from harness.provenance import provenance
 
     bench = cfg.bench()
+    bench_manifest = bench.manifest()
     manifest = {
         "kind": "eval",
         "benchmark": bench.name,  # e.g. appworld-fixture: never labelled as the real benchmark
@@ -122,7 +124,9 @@ def write_manifest(out_dir: Path, cfg: EvalConfig, extra: dict[str, Any]) -> dic
         "packages": package_versions(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        **bench.manifest(),
+        **bench_manifest,
+        "provenance": provenance(bench_manifest, cfg.model, cfg.resolved_user_model, cfg.temperature, cfg.model_args,
+                                 git_commit(), package_versions(("sgcd-bench",))["sgcd-bench"]),  # fmt: skip
         **extra,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
