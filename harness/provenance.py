@@ -71,9 +71,13 @@ def provenance_fields(manifest: dict[str, Any]) -> dict[str, str]:
 
     user_model = user.get("model") or "not recorded"
     temp = user.get("temperature")
+    if user_model == "none":
+        user_text = "none (no simulated user)"
+    else:
+        user_text = f"{user_model} at temperature {temp}" if temp is not None else user_model
     return {
         "benchmark data": _data_text(p.get("data") or {}),
-        "user model": f"{user_model} at temperature {temp}" if temp is not None else user_model,
+        "user model": user_text,
         "generation": f"agent: {backend(agent)}; user: {backend(user)}",
         "project": f"sgcd-bench {project.get('version') or 'version not recorded'}, git "
                    f"{str(project.get('git_commit') or 'commit not recorded')[:12]}",  # fmt: skip

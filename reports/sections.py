@@ -233,7 +233,9 @@ def _tok(v: tuple[float, float] | None) -> str:
 
 
 def _usd(v: float | None) -> str:
-    return "n/a" if v is None else f"${v:,.4f}" if v < 1 else f"${v:,.2f}"
+    if v is None:
+        return "n/a"
+    return f"${v:,.2f}" if v >= 1 else f"${v:.4f}" if v >= 0.01 else f"${v:.6f}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
