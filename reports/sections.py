@@ -209,7 +209,7 @@ def failures(run: Run) -> pd.DataFrame:
         checks = Counter()
         if "failed_checks" in failed.columns:
             for text in failed["failed_checks"].dropna():
-                checks.update(x.strip() for x in str(text).split(" | ") if x.strip())
+                checks.update(" ".join(x.split()) for x in str(text).split(" | ") if x.strip())  # one line each
         rows.append({"task_id": task, "successes": int(g["success"].sum()), "seeds": len(g),
                      "failure_rate": 1 - float(g["success"].mean()),
                      "end_reasons": ", ".join(f"{k} ×{v}" for k, v in sorted(reasons.items())),
