@@ -244,7 +244,7 @@ def tidy_row(meta: dict[str, Any], cfg: EvalConfig) -> dict[str, Any]:
         row[col] = meta.get(col)
     # the checks a failed episode did not pass, by name (AppWorld: its failed tests' requirements)
     failures = (meta.get("info") or {}).get("failures") or []
-    row["failed_checks"] = " | ".join(str(f.get("requirement", f))[:120] for f in failures if isinstance(f, dict)) or None
+    row["failed_checks"] = " | ".join(str(f.get("requirement") or "unnamed test")[:120] for f in failures if isinstance(f, dict)) or None
     row["null_success"] = meta.get("null_success")
     row["write_required"] = meta.get("write_required")
     return row
