@@ -142,3 +142,12 @@ def test_report_has_provenance_flips_and_appendix(tmp_path):
     assert "### Tasks that changed: b vs a" in text and "| 2 | 2 | 1 | 2 |" in text
     assert "## Appendix: where tasks fail" in text and "3 of 4 tasks failed at least once" in text
     assert "No prices given" in text
+
+
+def test_appendix_names_failed_checks(tmp_path):
+    df = _rows("m-a", A)
+    df["failed_checks"] = [None if ok else "assert the song was liked | assert\nno extra calls" for ok in df["success"]]
+    a = load_run(_run(tmp_path, "a", df))
+    f = failures(a).set_index("task_id")
+    assert f.loc["3", "failed_checks"] == "assert the song was liked ×2; assert no extra calls ×2"
+    assert f.loc["2", "failed_checks"] == ""
