@@ -24,6 +24,10 @@ class Benchmark(Protocol):
         """Per-task columns for the results table (scenario_id, null_success, …)."""
         ...
 
+    # Optional: oracle_credit(task_id, [(messages, agent turn indices)], successes) -> {"summary",
+    # "steps"}: credit from the benchmark's own ground truth (the `oracle` credit provider). A
+    # benchmark without per-step ground truth (AppWorld) leaves it out.
+
     def manifest(self) -> dict[str, Any]:
         """Data version facts for the run manifest (hashes, which tool descriptions)."""
         ...
@@ -58,8 +62,18 @@ class Tau3Airline:
             "write_required": bool(gold_state(self.domain, task).state.touched()),
         }
 
+    def oracle_credit(self, task_id: str, trajectories: list[tuple[list[Any], list[int]]],
+                      successes: list[bool]) -> dict[str, Any]:  # fmt: skip
+        """Credit from the task's gold actions (harness/airline/oracle.py), for the `oracle` provider."""
+        from harness.airline.oracle import oracle_credit
+
+        return oracle_credit(self.domain, task_id, trajectories, successes)
+
     def manifest(self) -> dict[str, Any]:
+        from harness.data import TAU3_AIRLINE
+
         return {"data_dir": str(self.domain.data_dir), "data_hashes": self.domain.file_hashes(),
+                "data_version": f"{TAU3_AIRLINE.upstream_repo}@{TAU3_AIRLINE.upstream_commit}",
                 "tool_descriptions": self.domain.tool_descriptions, "opening_line": self.opening_line}  # fmt: skip
 
 

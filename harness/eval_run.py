@@ -31,7 +31,8 @@ BASE_COLUMNS = [
     "model", "user_model", "benchmark", "split", "task_id", "scenario_id", "epoch", "seed", "temperature",
     "reward", "success", "end_reason", "infra_error",
 ]  # fmt: skip
-TAIL_COLUMNS = ["turns", "tool_calls", "tool_errors", "input_tokens", "output_tokens", "seconds"]
+TAIL_COLUMNS = ["turns", "tool_calls", "tool_errors", "input_tokens", "output_tokens", "seconds",
+                "user_input_tokens", "user_output_tokens"]  # fmt: skip
 
 
 @dataclass
@@ -247,9 +248,11 @@ def check_writable(out_dir: Path) -> None:
 
 def write_manifest(out_dir: Path, cfg: EvalConfig, extra: dict[str, Any]) -> dict[str, Any]:
     from harness.models import describe_model
+    from harness.provenance import provenance
     from harness.redact import redact
 
     bench = cfg.bench()
+    bench_manifest = bench.manifest()
     manifest = {
         "kind": "eval",
         "benchmark": bench.name,  # e.g. appworld-fixture: never labelled as the real benchmark
@@ -270,7 +273,9 @@ def write_manifest(out_dir: Path, cfg: EvalConfig, extra: dict[str, Any]) -> dic
         "packages": package_versions(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        **bench.manifest(),
+        **bench_manifest,
+        "provenance": provenance(bench_manifest, cfg.model, cfg.resolved_user_model, cfg.temperature, cfg.model_args,
+                                 git_commit(), package_versions(("sgcd-bench",))["sgcd-bench"]),  # fmt: skip
         **extra,
     }
     manifest = redact(json.loads(json.dumps(manifest, default=str)))
@@ -508,6 +513,9 @@ def tidy_row(meta: dict[str, Any], cfg: EvalConfig) -> dict[str, Any]:
         row[comp] = meta.get("components", {}).get(comp)
     for col in TAIL_COLUMNS:
         row[col] = meta.get(col)
+    # the checks a failed episode did not pass, by name (AppWorld: its failed tests' requirements)
+    failures = (meta.get("info") or {}).get("failures") or []
+    row["failed_checks"] = " | ".join(str(f.get("requirement") or "unnamed test")[:120] for f in failures if isinstance(f, dict)) or None
     row["null_success"] = meta.get("null_success")
     row["write_required"] = meta.get("write_required")
     return row

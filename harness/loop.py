@@ -68,6 +68,8 @@ class EpisodeResult:
     tool_errors: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
+    user_input_tokens: int = 0  # the simulated user's model (0 where the benchmark has no user)
+    user_output_tokens: int = 0
     seconds: float = 0.0
     attempts: int = 1
     traces: list[Any] = field(default_factory=list)  # one per agent turn, in order
@@ -115,6 +117,8 @@ async def _run_once(episode: Episode, agent: AgentModel, user: UserModel | None,
             if speaker == "user":
                 assert start.user is not None and user is not None
                 reply = await user(start.user.system_prompt, flip_for_user(msgs))
+                res.user_input_tokens += reply.input_tokens
+                res.user_output_tokens += reply.output_tokens
                 if reply.status == "context_overflow":
                     raise _End(EndReason.CONTEXT_OVERFLOW, "user model: " + (reply.error or ""))
                 if reply.status == "error":

@@ -1,12 +1,19 @@
-"""Benchmark metrics shared by the harness and the reports: pass^k and pass@1.
+"""Benchmark metrics shared by the harness and the reports: pass^k, pass@1 and flip rates.
 
 pass^k (τ-bench): for a task with n trials and c successes, the chance that k trials drawn
 without replacement all succeed, C(c, k) / C(n, k); averaged over tasks. pass@1 = mean reward.
+
+Flip rate (a run with >= 2 eval seeds): the share of tasks whose success differs between seeds
+(some seed passes, another fails). Verdict flips (two runs, paired): per task, the share of its
+eval seeds on which the two runs' success differs, averaged over tasks (with one seed: the share
+of tasks whose verdict differs). Both with a percentile bootstrap CI over tasks.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from math import comb
 
 
@@ -30,3 +37,42 @@ def pass_hat_k_mean(per_task: Mapping[str, Iterable[bool]], k: int) -> float:
     if not values:
         raise ValueError("pass^k of no tasks")
     return sum(values) / len(values)
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A share over tasks with its 95% percentile bootstrap CI (resampling tasks)."""
+
+    value: float
+    low: float
+    high: float
+    n_tasks: int
+    n_flipped: float  # tasks that flipped (a sum of per-task shares for verdict flips)
+
+
+def _bootstrap_rate(per_task: list[float], seed: int, n_resamples: int) -> Rate:
+    n = len(per_task)
+    value = sum(per_task) / n
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choices(per_task, k=n)) / n for _ in range(n_resamples))
+    lo, hi = means[int(0.025 * (n_resamples - 1))], means[int(round(0.975 * (n_resamples - 1)))]
+    return Rate(value, lo, hi, n, sum(per_task))
+
+
+def flip_rate(per_task: Mapping[str, Iterable[bool]], seed: int = 0, n_resamples: int = 2000) -> Rate | None:
+    """Share of tasks whose success differs between eval seeds; tasks with < 2 trials are left
+    out; None when no task has 2 trials."""
+    flips = [float(len(set(f)) > 1) for f in (list(map(bool, v)) for v in per_task.values()) if len(f) >= 2]
+    return _bootstrap_rate(flips, seed, n_resamples) if flips else None
+
+
+def verdict_flip_rate(pairs: Mapping[str, Iterable[tuple[bool, bool]]], seed: int = 0,
+                      n_resamples: int = 2000) -> Rate | None:  # fmt: skip
+    """pairs: task id -> (success of run a, success of run b) per shared eval seed. Per task the
+    share of its seeds with differing verdicts, averaged over tasks; None without pairs."""
+    shares = []
+    for ps in pairs.values():
+        ps = [(bool(a), bool(b)) for a, b in ps]
+        if ps:
+            shares.append(sum(a != b for a, b in ps) / len(ps))
+    return _bootstrap_rate(shares, seed, n_resamples) if shares else None

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from dataclasses import asdict
 from typing import Any
 
-from harness.metrics import pass_hat_k_mean
+from harness.metrics import flip_rate, pass_hat_k_mean
+from harness.provenance import provenance_lines
 
 
 def summarize(rows: list[dict[str, Any]], pass_k: list[int]) -> dict[str, Any]:
@@ -41,6 +43,9 @@ def summarize(rows: list[dict[str, Any]], pass_k: list[int]) -> dict[str, Any]:
             out.setdefault("notes", []).append(
                 f"pass^{k} left out: some task has only {min_trials} scored trial(s) after infrastructure errors"
             )
+    flips = flip_rate({t: [r["success"] for r in rs] for t, rs in by_task.items()})
+    if flips is not None:
+        out["flip_rate"] = asdict(flips)
     floors = {t: rs[0].get("null_success") for t, rs in by_task.items()}
     if floors and all(v is not None for v in floors.values()):
         out["null_floor"] = sum(bool(v) for v in floors.values()) / len(floors)
@@ -67,6 +72,7 @@ def summary_markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
         f"- seeds: {manifest['seeds']} at temperature {manifest['temperature']}; "
         f"max {manifest['max_steps']} steps, {manifest['max_errors']} tool errors",
         f"- tasks: {summary['n_tasks']} ({summary['n_rows']} episodes; {summary['infra_errors']} infrastructure errors left out)",
+        *[line for line in provenance_lines(manifest) if not line.startswith("- user model")],
         "",
         "| metric | value |",
         "|---|---|",
@@ -77,6 +83,10 @@ def summary_markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
     for key, label in (("tgc", "TGC"), ("sgc", "SGC")):
         if f"{key}_mean" in summary:
             lines.append(f"| {label} (mean ± SD over seeds) | {summary[f'{key}_mean']:.1f} ± {summary[f'{key}_sd']:.1f} |")
+    if "flip_rate" in summary:
+        f = summary["flip_rate"]
+        lines.append(f"| flip rate: tasks whose success differs between seeds (95% CI over tasks) | "
+                     f"{f['value']:.3f} ({f['low']:.3f} to {f['high']:.3f}; {f['n_flipped']:.0f} of {f['n_tasks']}) |")  # fmt: skip
     if "null_floor" in summary:
         lines.append(f"| null-agent floor (same tasks) | {summary['null_floor']:.3f} |")
     if "write_required_pass@1" in summary:

@@ -138,6 +138,8 @@ def conversation(
             tool_errors=result.tool_errors,
             input_tokens=result.input_tokens,
             output_tokens=result.output_tokens,
+            user_input_tokens=result.user_input_tokens,
+            user_output_tokens=result.user_output_tokens,
             seconds=round(result.seconds, 3),
             attempts=result.attempts,
             **bench.task_facts(task_id),

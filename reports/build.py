@@ -13,6 +13,7 @@ from rich.progress import Progress
 from reports import analysis
 from reports.markdown import Published, Report, relative, render
 from reports.protocol import Harmonized, harmonize
+from reports.sections import load_prices, sections
 from reports.tidy import Run, TidyError, load_run, read_train_log
 
 
@@ -25,6 +26,7 @@ class Options:
     n_resamples: int = 10_000
     seed: int = 0
     data_dir: Path | None = None
+    prices: Path | None = None  # TOML of USD per million input/output tokens by model (reports/sections.py)
 
 
 def load_runs(paths: list[Path], common_subset: bool) -> Harmonized:
@@ -99,6 +101,7 @@ def build_report(
     """Compute everything for `paths`; write markdown to `out`, plots beside it."""
     h = load_runs(paths, opts.common_subset)
     pub = load_published(published) if published else {}
+    prices = load_prices(opts.prices) if opts.prices else None
     log_paths = {
         Path(p).resolve(): Path(p)
         for p in [*(train_logs or []), *(lp for r in h.runs for lp in r.train_logs)]
@@ -141,6 +144,7 @@ def build_report(
         training=training,
         published=pub,
         notes=notes,
+        sections=sections(h.runs, pairs, prices, opts.prices, opts.seed),
     )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -148,6 +148,13 @@ def compare(
     help='JSON {label: {"value": x, "source": "citation"}}, shown only in a labelled '
     '"published" column.',
 )
+@click.option(
+    "--prices",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help='TOML of USD per million tokens by model name (["MODEL"] input = 0.5 output = 1.5): '
+    "adds cost, cost per episode and cost per success to the tokens table.",
+)
 @_common
 def report(
     runs: tuple[Path, ...],
@@ -155,6 +162,7 @@ def report(
     no_plots: bool,
     train_logs: tuple[Path, ...],
     published: Path | None,
+    prices: Path | None,
     metric: str,
     common_subset: bool,
     n_resamples: int,
@@ -174,7 +182,7 @@ def report(
     from reports.protocol import ProtocolError
     from reports.tidy import TidyError
 
-    opts = Options(metric, common_subset, n_resamples, seed, data_dir)
+    opts = Options(metric, common_subset, n_resamples, seed, data_dir, prices)
     try:
         rep = build_report(
             list(runs),

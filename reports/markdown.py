@@ -35,6 +35,7 @@ class Report:
     published: dict[str, Published] = field(default_factory=dict)
     plots: dict[str, str] = field(default_factory=dict)  # key -> path relative to the markdown file
     notes: list[str] = field(default_factory=list)
+    sections: dict[str, list[str]] = field(default_factory=dict)  # reports/sections.py, by name
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -320,13 +321,16 @@ def render(r: Report) -> str:
         ),
         "",
     ]
-    lines += _protocol(r) + _runs_section(r) + _comparisons_section(r) + _training_section(r)
+    extra = r.sections
+    lines += extra.get("provenance", []) + _protocol(r) + _runs_section(r) + extra.get("flips", [])
+    lines += extra.get("usage", []) + _comparisons_section(r) + _training_section(r)
     plots = [("forest", "confidence intervals"), ("learning", "learning curves")]
     shown = [(k, t) for k, t in plots if k in r.plots]
     if shown:
         lines += ["## Plots", ""] + [f"![{t}]({r.plots[k]})\n" for k, t in shown]
     if r.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in r.notes] + [""]
+    lines += extra.get("failures", [])
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -46,12 +46,14 @@ def get_algorithm(name: str) -> type[Algorithm]:
 
 @dataclass
 class AlgoContext:
-    """What an algorithm may use besides tensors: the policy, its settings and the run folder."""
+    """What an algorithm may use besides tensors: the policy, its settings, the run folder and
+    the benchmark trained on (for credit built from its ground truth)."""
 
     policy: Any
     run_dir: Any
     pg: PGConfig
     step: int = 0
+    bench: Any = None
 
 
 class Algorithm:

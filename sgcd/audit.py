@@ -6,7 +6,9 @@ Read from the files training writes (runs/NAME/train/credit/step-N.json):
                            trajectory's success, over all credited steps (scipy.stats.pearsonr)
   steps with credit        share of agent turns in kept groups that received a non-zero credit
   provider agreement       Spearman rank correlation between the main and the audit provider's
-                           credits on the same (group, trajectory, turn) steps, when both exist
+                           credits on the same (group, trajectory, turn) steps, when both exist;
+                           with audit_provider = "oracle" it says whether the main provider's credit
+                           is right. Never computed for a provider against itself (n/a).
   weight spread            mean per-update SD of the token weights, and their min / max
 The `zero` and `random` controls are runs of their own; their audits sit beside the real one.
 """
@@ -34,7 +36,7 @@ def summarize_audit(train_dir: Path) -> dict[str, Any] | None:
         return None
     groups = parsed = turns_total = turns_credited = 0
     credits, successes, main_c, audit_c, w_sd, w_min, w_max = [], [], [], [], [], [], []
-    provider = None
+    provider = audit_provider = None
     for f in files:
         rec = json.loads(f.read_text())
         w = rec.get("weights") or {}
@@ -56,8 +58,12 @@ def summarize_audit(train_dir: Path) -> dict[str, Any] | None:
             for (local, _turn), c in steps.items():
                 credits.append(c)
                 successes.append(float(g["success"][local]))
-            audit = _steps((g.get("audit") or {}).get("reference"))
-            for key in steps.keys() & audit.keys():
+            audit_rec = g.get("audit") or {}
+            audit_provider = audit_provider or audit_rec.get("provider")
+            if audit_rec.get("provider") == g.get("provider"):
+                continue  # one provider against itself measures nothing
+            audit = _steps(audit_rec.get("reference"))
+            for key in sorted(steps.keys() & audit.keys()):
                 main_c.append(steps[key])
                 audit_c.append(audit[key])
 
@@ -68,6 +74,7 @@ def summarize_audit(train_dir: Path) -> dict[str, Any] | None:
 
     return {
         "provider": provider,
+        "audit_provider": audit_provider,
         "updates": len(files),
         "groups": groups,
         "parsed": parsed,
@@ -76,6 +83,7 @@ def summarize_audit(train_dir: Path) -> dict[str, Any] | None:
         "credit_success_corr": corr(credits, successes, stats.pearsonr),
         "steps_with_credit_share": turns_credited / turns_total if turns_total else None,
         "provider_rank_agreement": corr(main_c, audit_c, stats.spearmanr),
+        "agreement_steps": len(main_c),
         "weight_sd_mean": sum(w_sd) / len(w_sd) if w_sd else None,
         "weight_min": min(w_min) if w_min else None,
         "weight_max": max(w_max) if w_max else None,
@@ -97,20 +105,22 @@ def audit_markdown(audits: dict[str, dict[str, Any] | None]) -> str:
         "",
         "Computed from the credit files each SGCD run wrote (sgcd/audit.py). corr = Pearson between a "
         "step's credit and its trajectory's success; agreement = Spearman between two providers on the "
-        "same steps (n/a without an audit provider); n/a where the run gives too few values.",
+        "same steps (n/a without an audit provider); with the oracle as audit provider, agreement says "
+        "whether the provider's credit is right. n/a where the run gives too few values.",
         "",
-        "| run | provider | groups | parsed | credit–success corr. | steps with credit | provider agreement "
-        "| weight SD (mean) | weight range |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| run | provider | groups | parsed | credit–success corr. | steps with credit | audit provider "
+        "| agreement (Spearman, steps) | weight SD (mean) | weight range |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, a in audits.items():
         if a is None:
-            rows.append(f"| {label} | no credit files | | | | | | | |")
+            rows.append(f"| {label} | no credit files | | | | | | | | |")
             continue
+        agree = f"{fmt(a['provider_rank_agreement'])} ({a.get('agreement_steps', 0)})" if a.get("audit_provider") else "n/a"
         rows.append(
             f"| {label} | {a['provider']} | {a['groups']} | {fmt(a['parsed_share'], True)} | "
             f"{fmt(a['credit_success_corr'])} | {fmt(a['steps_with_credit_share'], True)} | "
-            f"{fmt(a['provider_rank_agreement'])} | {fmt(a['weight_sd_mean'])} | "
+            f"{a.get('audit_provider') or 'none'} | {agree} | {fmt(a['weight_sd_mean'])} | "
             f"{fmt(a['weight_min'])} to {fmt(a['weight_max'])} |"
         )
     return "\n".join(rows) + "\n"

@@ -15,6 +15,10 @@ Providers (`provider` key):
   zero         no reference: the teacher prompt is byte-identical to the student's
   random       the base provider's reference (`random_base`) with credits shuffled across the
                steps of each trajectory (a control: same words, credit assignment destroyed)
+  oracle       no LLM: credit built from the benchmark's own ground truth (toy: the scripted
+               solution; τ³-airline: the gold actions; harness/*/oracle.py), right by
+               construction: the upper-bound control. A benchmark without per-step ground truth
+               (AppWorld) is refused with a clear error when the run starts.
 
 An answer that does not parse is retried once, then recorded and treated as `zero` for that
 group; a provider error is handled the same way. Nothing here raises into the trainer.
@@ -58,6 +62,16 @@ class CreditReference:
 
     def to_dict(self) -> dict[str, Any]:
         return {"summary": self.summary, "steps": self.steps}
+
+
+@dataclass
+class SiblingGroup:
+    """The group itself, for providers that read trajectories rather than the rendered prompt
+    (the oracle): each trajectory's messages and the index of each agent turn in them."""
+
+    task_id: str
+    trajectories: list[tuple[list[Message], list[int]]]
+    successes: list[bool]
 
 
 @dataclass
@@ -140,11 +154,13 @@ def render_reference(ref: CreditReference | None, traj: int) -> str:
 
 class Provider:
     name = "base"
+    uses_ground_truth = False  # True: the answer depends on the task's hidden truth, not only the prompt
 
     def complete(self, prompt: str) -> str:
         raise NotImplementedError
 
-    def reference(self, prompt: str, n_traj: int, turns: list[int], retries: int = 1) -> ProviderAnswer:
+    def reference(self, prompt: str, n_traj: int, turns: list[int], retries: int = 1,
+                  group: SiblingGroup | None = None) -> ProviderAnswer:  # fmt: skip
         ans = ProviderAnswer(None, self.name)
         for _ in range(retries + 1):
             ans.attempts += 1
@@ -166,7 +182,8 @@ class Provider:
 class ZeroProvider(Provider):
     name = "zero"
 
-    def reference(self, prompt: str, n_traj: int, turns: list[int], retries: int = 1) -> ProviderAnswer:
+    def reference(self, prompt: str, n_traj: int, turns: list[int], retries: int = 1,
+                  group: SiblingGroup | None = None) -> ProviderAnswer:  # fmt: skip
         return ProviderAnswer(None, self.name)
 
 
@@ -255,7 +272,8 @@ class GuidedLocalProvider(LocalProvider):
                 text += f" {self.CREDIT_CHOICES[best]}}}"
         return text + "]}"
 
-    def reference(self, prompt: str, n_traj: int, turns: list[int], retries: int = 1) -> ProviderAnswer:
+    def reference(self, prompt: str, n_traj: int, turns: list[int], retries: int = 1,
+                  group: SiblingGroup | None = None) -> ProviderAnswer:  # fmt: skip
         ans = ProviderAnswer(None, self.name, attempts=1)
         try:
             text = self.fill(prompt, turns)
@@ -272,9 +290,11 @@ class RandomProvider(Provider):
     def __init__(self, base: Provider, seed: int = 0):
         self.base, self.rng = base, random.Random(seed)
         self.name = f"random({base.name})"
+        self.uses_ground_truth = base.uses_ground_truth
 
-    def reference(self, prompt: str, n_traj: int, turns: list[int], retries: int = 1) -> ProviderAnswer:
-        ans = self.base.reference(prompt, n_traj, turns, retries)
+    def reference(self, prompt: str, n_traj: int, turns: list[int], retries: int = 1,
+                  group: SiblingGroup | None = None) -> ProviderAnswer:  # fmt: skip
+        ans = self.base.reference(prompt, n_traj, turns, retries, group)
         ans.provider = self.name
         if ans.reference is not None:
             steps = [dict(s) for s in ans.reference.steps]
@@ -288,9 +308,54 @@ class RandomProvider(Provider):
         return ans
 
 
-def make_provider(name: str, random_base: str = "zero", seed: int = 0, max_new_tokens: int = 384) -> Provider:
+class OracleUnavailable(ValueError):
+    """The benchmark has no per-step ground truth to build oracle credit from."""
+
+
+class OracleProvider(Provider):
+    """Credit right by construction, from the benchmark's own ground truth (no LLM): the
+    benchmark's `oracle_credit(task_id, trajectories, successes)` (harness/toy/oracle.py,
+    harness/airline/oracle.py). Its answer is validated like any provider's."""
+
+    name = "oracle"
+    uses_ground_truth = True
+
+    def __init__(self, bench: Any):
+        bench_name = getattr(bench, "name", None)
+        if bench is None:
+            raise OracleUnavailable("the oracle credit provider needs the benchmark the run trains on; none was given")
+        if not callable(getattr(bench, "oracle_credit", None)):
+            raise OracleUnavailable(
+                f"oracle credit is unavailable for benchmark {bench_name!r}: its ground truth gives no per-step "
+                "evidence to credit agent turns with (AppWorld's is a test suite over the final state). Oracle credit "
+                "exists for toy (the scripted solution) and tau3-airline (the gold actions); for this benchmark use "
+                "provider = 'openai', 'local/PATH' or 'guided/PATH'."
+            )
+        self.bench = bench
+
+    def reference(self, prompt: str, n_traj: int, turns: list[int], retries: int = 1,
+                  group: SiblingGroup | None = None) -> ProviderAnswer:  # fmt: skip
+        ans = ProviderAnswer(None, self.name, attempts=1)
+        if group is None:
+            ans.error = "provider error: the oracle reads the group's trajectories, and none were given"
+            return ans
+        try:
+            obj = self.bench.oracle_credit(group.task_id, group.trajectories, group.successes)
+            text = json.dumps(obj)
+            ans.raw.append(text)
+            ans.reference = parse_reference(text, n_traj, turns)
+        except Exception as e:  # recorded, never raised into the trainer
+            ans.error = f"provider error: {type(e).__name__}: {e}"
+        return ans
+
+
+def make_provider(name: str, random_base: str = "zero", seed: int = 0, max_new_tokens: int = 384,
+                  bench: Any = None) -> Provider:  # fmt: skip
+    """A provider by name; `bench` (the benchmark trained on) is needed by `oracle` only."""
     if name == "zero":
         return ZeroProvider()
+    if name == "oracle":
+        return OracleProvider(bench)
     if name == "openai":
         return OpenAIProvider()
     if name.startswith("local/"):
@@ -298,8 +363,8 @@ def make_provider(name: str, random_base: str = "zero", seed: int = 0, max_new_t
     if name.startswith("guided/"):
         return GuidedLocalProvider(name[len("guided/"):], max_new_tokens)
     if name == "random":
-        return RandomProvider(make_provider(random_base, seed=seed, max_new_tokens=max_new_tokens), seed)
-    raise ValueError(f"unknown credit provider {name!r} (openai | local/PATH | guided/PATH | zero | random)")
+        return RandomProvider(make_provider(random_base, seed=seed, max_new_tokens=max_new_tokens, bench=bench), seed)
+    raise ValueError(f"unknown credit provider {name!r} (openai | local/PATH | guided/PATH | zero | random | oracle)")
 
 
 class ReferenceCache:
@@ -329,11 +394,11 @@ class ReferenceCache:
 
 
 # Config-time check (SGCD.Config), before any model loads; keep in step with make_provider.
-PROVIDER_FORMS = "openai | local/PATH | guided/PATH | zero | random"
+PROVIDER_FORMS = "openai | local/PATH | guided/PATH | zero | random | oracle"
 
 
 def is_provider_name(name: str) -> bool:
     """Whether make_provider knows `name`."""
-    return name in ("zero", "openai", "random") or (
+    return name in ("zero", "openai", "random", "oracle") or (
         name.startswith(("local/", "guided/")) and len(name.split("/", 1)[1]) > 0
     )

@@ -19,14 +19,15 @@ The whole method, for one update over kept (mixed) sibling groups:
      reference carry no gradient. The deployed policy never sees the reference.
 
 Choices the paper leaves open, each a config key (`[algo]` table), with our defaults:
-  provider = "local/smollm2"    credit provider: openai | local/PATH | guided/PATH | zero | random
+  provider = "local/smollm2"    credit provider: openai | local/PATH | guided/PATH | zero | random | oracle
   random_base = "zero"          base provider for the `random` control
   temperature = 1.0             T in w_t = exp(sign(A_i) d_t / T)
   form = "signed"               "signed" as above, or "abs": w_t = exp(|d_t| / T) (magnitude only)
   normalize = "trajectory"      mean-1 normalization over a trajectory's tokens, or "none"
   w_min = 0.5, w_max = 2.0      clip bounds, applied after normalization
   retries = 1                   provider retries on an unparsable answer before falling back to zero
-  audit_provider = ""           optional second provider scored on the same groups (rank agreement)
+  audit_provider = ""           optional second provider scored on the same groups (rank agreement;
+                                "oracle" says whether the main provider's credit is right)
   provider_max_tokens = 384     answer length bound of a local/PATH provider (its whole JSON answer;
                                 guided/PATH: its summary)
 """
@@ -44,6 +45,7 @@ from sgcd.algorithms import Algorithm, register
 from sgcd.credit import (
     PROVIDER_FORMS,
     ReferenceCache,
+    SiblingGroup,
     is_provider_name,
     make_provider,
     render_group,
@@ -132,8 +134,14 @@ class SGCD(Algorithm):
 
     def __init__(self, cfg: Any, ctx: Any):
         super().__init__(cfg, ctx)
-        self.provider = make_provider(cfg.provider, cfg.random_base, seed=0, max_new_tokens=cfg.provider_max_tokens)
-        self.audit = make_provider(cfg.audit_provider, max_new_tokens=cfg.provider_max_tokens) if cfg.audit_provider else None
+        if cfg.audit_provider and cfg.audit_provider == cfg.provider:
+            raise ValueError(f"audit_provider is the same as provider ({cfg.provider!r}): the audit compares two "
+                             "different providers; set audit_provider to another (e.g. 'oracle') or leave it empty")  # fmt: skip
+        bench = getattr(ctx, "bench", None)
+        self.provider = make_provider(cfg.provider, cfg.random_base, seed=0, max_new_tokens=cfg.provider_max_tokens,
+                                      bench=bench)  # fmt: skip
+        self.audit = (make_provider(cfg.audit_provider, max_new_tokens=cfg.provider_max_tokens, bench=bench)
+                      if cfg.audit_provider else None)  # fmt: skip
         self.cache = ReferenceCache(ctx.run_dir / "credit" / "cache.jsonl")
         self._weights: torch.Tensor | None = None
 
@@ -149,12 +157,13 @@ class SGCD(Algorithm):
             items.append((res.messages, res.turn_message_index, bool(res.outcome.success), res.outcome.feedback))
         return render_group(task_text, items)
 
-    def _reference(self, provider: Any, prompt: str, n: int, turns: list[int]) -> dict[str, Any]:
-        key = ReferenceCache.key(provider.name, prompt)
+    def _reference(self, provider: Any, prompt: str, n: int, turns: list[int], group: SiblingGroup) -> dict[str, Any]:
+        # A ground-truth provider answers from the task, not only from what the prompt shows.
+        key = ReferenceCache.key(provider.name, f"task {group.task_id}\n{prompt}" if provider.uses_ground_truth else prompt)
         hit = self.cache.get(key)
         if hit is not None:
             return {**hit, "cached": True}
-        ans = provider.reference(prompt, n, turns, self.cfg.retries)
+        ans = provider.reference(prompt, n, turns, self.cfg.retries, group)
         rec = {"provider": ans.provider, "reference": ans.reference.to_dict() if ans.reference else None,
                "error": ans.error, "attempts": ans.attempts, "raw": ans.raw[-2:]}  # fmt: skip
         self.cache.put(key, rec)
@@ -172,13 +181,16 @@ class SGCD(Algorithm):
         for g, trajs in groups.items():
             prompt = self._group_prompt(batch, trajs)
             turns = [len(batch.meta[t]["result"].traces) for t in trajs]
-            rec = self._reference(self.provider, prompt, len(trajs), turns)
+            results = [batch.meta[t]["result"] for t in trajs]
+            group = SiblingGroup(batch.meta[trajs[0]]["task_id"], [(r.messages, r.turn_message_index) for r in results],
+                                 [bool(batch.success[t]) for t in trajs])  # fmt: skip
+            rec = self._reference(self.provider, prompt, len(trajs), turns, group)
             ref = CreditReference(**rec["reference"]) if rec["reference"] else None
             for local, t in enumerate(trajs):
                 per_traj[t] = (ref, local)
             audit = None
             if self.audit is not None:
-                audit = self._reference(self.audit, prompt, len(trajs), turns)
+                audit = self._reference(self.audit, prompt, len(trajs), turns, group)
             records.append({"group": g, "task_id": batch.meta[trajs[0]]["task_id"], "trajectories": trajs,
                             "success": [bool(batch.success[t]) for t in trajs], **rec, "audit": audit})  # fmt: skip
         return per_traj, records

@@ -176,7 +176,7 @@ class Trainer:
             self.opt.load_state_dict(torch.load(resume / "optimizer.pt", weights_only=True))
         pg = PGConfig(cfg.clip_low, cfg.clip_high, cfg.loss_agg, cfg.kl_coef)
         algo_cfg = self.algo_cls.Config(**cfg.algo_config)
-        self.algo = self.algo_cls(algo_cfg, AlgoContext(self.policy, self.dir, pg))
+        self.algo = self.algo_cls(algo_cfg, AlgoContext(self.policy, self.dir, pg, bench=self.bench))
         self._truncate_metrics(self.start_step)
         self._write_manifest(resumed_from=str(resume) if resume else None)
         self.tb = self._tensorboard()

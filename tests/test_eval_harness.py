@@ -71,7 +71,11 @@ def test_tiny_local_model_end_to_end(tiny_model_dir, tmp_path):
     assert not df.infra_error.any()
     assert set(df.end_reason) <= {"max_steps", "too_many_errors", "agent_error", "user_stop", "agent_stop"}
     assert (df.input_tokens > 1000).all() and (df.output_tokens > 0).all()
-    assert "pass@1" in (tmp_path / "run" / "summary.md").read_text()
+    # the local model plays the user too: its tokens reach the rows as well
+    assert (df.user_input_tokens > 0).all() and (df.user_output_tokens > 0).all()
+    summary = (tmp_path / "run" / "summary.md").read_text()
+    assert "pass@1" in summary and "flip rate" in summary
+    assert "transformers generate" in summary and "dtype float32" in summary and "tau2-bench@a2c024725189" in summary
 
 
 def test_resume_after_kill_loses_nothing(domain, tmp_path):

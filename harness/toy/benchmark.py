@@ -63,6 +63,13 @@ class Toy:
         """The ideal conversation (for the supervised warm start)."""
         return scripted_messages(task_id)
 
+    def oracle_credit(self, task_id: str, trajectories: list[tuple[list[Message], list[int]]],
+                      successes: list[bool]) -> dict[str, Any]:  # fmt: skip
+        """Credit from the scripted solution (harness/toy/oracle.py), for the `oracle` provider."""
+        from harness.toy.oracle import oracle_credit
+
+        return oracle_credit(task_id, trajectories, successes)
+
     def manifest(self) -> dict[str, Any]:
         return {
             "generator_version": GENERATOR_VERSION,
