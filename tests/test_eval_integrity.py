@@ -346,15 +346,25 @@ def test_a_folder_that_fills_up_during_the_run(scripted_env, tmp_path, monkeypat
 
 
 def test_train_config_and_experiment_header_hold_no_secret(tmp_path):
+    import json
+
     from harness.experiment import Experiment, ExperimentConfig, Method
     from sgcd.trainer import TrainConfig
 
-    toml = TrainConfig(algo="sgcd", algo_config={"provider": "openai-api/x/y", "api_key": "sk-TRAIN-444"}).to_toml()
-    assert "sk-TRAIN-444" not in toml and REDACTED in toml and "openai-api/x/y" in toml
+    toml = TrainConfig(algo="grpo", benchmark_args={"levels": "0", "api_key": "sk-TRAIN-444"}).to_toml()
+    assert "sk-TRAIN-444" not in toml and REDACTED in toml and 'levels = "0"' in toml
     cfg = ExperimentConfig(name="x", benchmark="toy", base_model="local/smollm2", methods=[Method("g", "grpo")],
                            eval={"seeds": 1, "max_tokens": 64, "model_args": {"batch": 2, "hf_token": "hf-EXP-555"}})  # fmt: skip
     exp = Experiment(cfg, tmp_path / "exp")
+    warm, trains, evals = exp.plan()
+    for piece in trains + evals:  # what a run records for each piece before running it
+        exp._write_record(piece)
+    exp._trains, exp._evals = trains, evals
     header = exp._header()
     exp._write_manifest("training")
-    assert "hf-EXP-555" not in header + (tmp_path / "exp" / "manifest.json").read_text()
-    assert '"max_tokens": 64' in header and '"batch": 2' in header
+    written = header + (tmp_path / "exp" / "manifest.json").read_text()
+    written += "".join(p.read_text() for p in (tmp_path / "exp" / "pieces").glob("*.json"))
+    assert "hf-EXP-555" not in written and REDACTED in written
+    assert '"max_tokens": 64' in header
+    record = json.loads(evals[0].record_path.read_text())
+    assert record["config"]["model_args"] == {"batch": "2", "hf_token": REDACTED}
