@@ -260,7 +260,8 @@ def test_hung_server_times_out_then_the_retry_succeeds(bench, pool):
 
     def freeze_on_first_attempt(turn: int) -> None:
         if turn == 0 and holder["attempt"] == 1:
-            os.kill(holder["ep"].server.proc.pid, signal.SIGSTOP)  # alive but silent: a hang
+            # alive but silent: a hang (the slot's process group: zygote and episode child)
+            os.killpg(holder["ep"].server.proc.pid, signal.SIGSTOP)
 
     task = TASKS_BY_ID["5ca1ab2_1"]
     res = run(bench, task.task_id, scripted([task.solution], freeze_on_first_attempt), holder)

@@ -67,7 +67,8 @@ def _system_paths() -> tuple[list[str], list[str]]:
     prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     prefixes |= {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
     read_exec = sorted(prefixes | {"/usr", "/lib", "/lib64", "/bin"})
-    read = ["/etc/ld.so.cache", "/etc/localtime", "/etc/timezone", "/dev/urandom"]
+    read = ["/etc/ld.so.cache", "/etc/localtime", "/etc/timezone", "/dev/urandom",
+            str(HERE / "server_main.py"), str(HERE / "sandbox.py")]  # for tracebacks
     return read, read_exec
 
 
