@@ -86,8 +86,8 @@ class AppWorldEpisode:
             return self.server.post(
                 method, {"task_id": self.task_id, **payload}, timeout_s or cfg.request_timeout_s
             )
-        except InfraError as e:
-            self._release(broken=True, reason=str(e))
+        except InfraError as e:  # the slot restarts only when its zygote is gone or mute
+            self._release(broken=not self.server.alive(), reason=str(e))
             raise
 
     def _release(self, broken: bool = False, reason: str = "") -> None:

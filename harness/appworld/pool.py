@@ -56,6 +56,11 @@ from harness.appworld.install import require_data, require_venv, root_dir, serve
 from harness.records import EndReason, InfraError
 
 SERVER_MAIN = Path(__file__).with_name("server_main.py")
+CONTAINMENT = (
+    "per-episode child forked from a zygote; Landlock (task files read-only, own output folder "
+    "writable, no TCP) + seccomp (no sockets, processes, exec, signals) + no capabilities + "
+    "RLIMIT_AS; allow-listed environment; evaluation in a separate process"
+)
 MAX_REPLY_BYTES = 16 << 20
 _TICKS = os.sysconf("SC_CLK_TCK")
 

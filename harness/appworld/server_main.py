@@ -181,6 +181,7 @@ def zygote(args: argparse.Namespace) -> None:
     w = AppWorld(task_id=args.prewarm_task, experiment_name=name, load_ground_truth=False)
     w.close()
     AppWorld.close_all()
+    del w
     import shutil
 
     shutil.rmtree(root / "experiments" / "outputs" / name, ignore_errors=True)
