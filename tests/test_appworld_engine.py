@@ -270,3 +270,25 @@ def test_hung_server_times_out_then_the_retry_succeeds(bench, pool):
     )
     assert "did not answer /execute within 5 s" in res.outcome.info["infra_failures"][0]
     assert pool.wait_idle(60)
+
+
+def test_a_server_that_cannot_start_or_initialise_is_infrastructure(bench, pool, monkeypatch):
+    """No model code ran yet: the infrastructure's failure (retried once, then infra_error);
+    the slot's zygote is fine, so it is not restarted."""
+    task = TASKS_BY_ID["5ca1ab1_1"]
+    restarts = pool.restarts
+    monkeypatch.setattr(pool, "init_payload", lambda t, n: {"task_id": t, "experiment_name": n,
+                                                             "timeout_seconds": "never"})  # fmt: skip
+    res = run(bench, task.task_id, scripted([task.solution]))
+    assert res.outcome.end_reason == EndReason.INFRA_ERROR and res.attempts == 2
+    assert all("/initialize" in f for f in res.outcome.info["infra_failures"])
+    monkeypatch.undo()
+
+    monkeypatch.setattr(pool.cfg, "memory_mb", 1)  # the child cannot even start Python's work
+    res = run(bench, task.task_id, scripted([task.solution]))
+    assert res.outcome.end_reason == EndReason.INFRA_ERROR and res.attempts == 2
+    assert all("did not come up" in f for f in res.outcome.info["infra_failures"])
+    monkeypatch.undo()
+
+    assert pool.restarts == restarts and pool.wait_idle(60)
+    assert run(bench, task.task_id, scripted([task.solution])).outcome.success

@@ -243,9 +243,22 @@ def test_escapes_are_contained(bench_args, fixture_root, monkeypatch, tmp_path):
     assert summary["infra_errors"] == 0
 
 
+# Rewrites the world's save so the state it leaves holds a statement AppWorld never records.
+TAMPER = (
+    "I = __builtins__['__import__'] if isinstance(__builtins__, dict) else __builtins__.__import__\n"
+    "def bad_save(directory):\n"
+    "    I('posix').makedirs(directory, exist_ok=True)\n"
+    "    I('_io').FileIO(directory + '/supervisor.jsonl', 'w').write(\n"
+    "        b'[\"ATTACH DATABASE \\'/tmp/sgcd-x\\' AS x\", [], false]\\n')\n"
+    "for w in [o for o in I('gc').get_objects() if type(o).__name__ == 'AppWorld']:\n"
+    "    w._save_state = bad_save\n"
+)
+
+
 def test_agent_faults_are_scored_as_failures_and_the_pool_survives(bench_args, monkeypatch, tmp_path):
     """Hanging in C, overrunning memory, killing or exiting its own server: the agent's failure
-    (scored 0, own end reason, no retry); a fork bomb is refused and the agent goes on."""
+    (scored 0, own end reason, no retry); a fork bomb is refused and the agent goes on; a forged
+    saved state scores 0 (never an infrastructure error)."""
     gold = TASKS_BY_ID[TASK].solution
     scripts = {
         0: [gold],
@@ -254,6 +267,7 @@ def test_agent_faults_are_scored_as_failures_and_the_pool_survives(bench_args, m
         3: [PROLOGUE + "p = I('posix')\np.kill(p.getpid(), 9)", gold],
         4: [PROLOGUE + "I('posix')._exit(3)", gold],
         5: [PROLOGUE + "probe('fork_bomb', lambda: [I('posix').fork() for _ in range(10**6)])", gold],
+        6: [gold.replace("apis.supervisor.complete_task", TAMPER + "apis.supervisor.complete_task")],
     }
     adversary = Adversary(scripts)
     out = tmp_path / "run"
@@ -263,17 +277,17 @@ def test_agent_faults_are_scored_as_failures_and_the_pool_survives(bench_args, m
         adversary.server.close()
 
     rows = df.set_index("seed").sort_index()
-    assert rows.end_reason.tolist() == ["agent_stop", "agent_timeout", "agent_oom",
-                                        "agent_crash", "agent_crash", "agent_stop"]  # fmt: skip
-    assert rows.success.tolist() == [True, False, False, False, False, True]
-    assert not rows.infra_error.any() and rows.reward.tolist() == [1, 0, 0, 0, 0, 1]
+    assert rows.end_reason.tolist() == ["agent_stop", "agent_timeout", "agent_oom", "agent_crash",
+                                        "agent_crash", "agent_stop", "agent_stop"]  # fmt: skip
+    assert rows.success.tolist() == [True, False, False, False, False, True, False]
+    assert not rows.infra_error.any() and rows.reward.tolist() == [1, 0, 0, 0, 0, 1, 0]
     for seed in (1, 2, 3, 4):  # the faulty call ended the episode: the model was not asked again
         assert seed not in adversary.results, adversary.results[seed]
     assert "DENIED fork_bomb PermissionError" in adversary.results[5][0]
     assert summary["infra_errors"] == 0
-    assert summary["end_reasons"] == {"agent_stop": 2, "agent_timeout": 1, "agent_oom": 1,
+    assert summary["end_reasons"] == {"agent_stop": 3, "agent_timeout": 1, "agent_oom": 1,
                                       "agent_crash": 2}  # fmt: skip
-    assert summary["tgc_mean"] == pytest.approx(100 * 2 / 6)  # the faults count as failures
+    assert summary["tgc_mean"] == pytest.approx(100 * 2 / 7)  # the faults count as failures
     meta = json.loads((out / "manifest.json").read_text())
     assert "Landlock" in json.dumps(meta)
     pool = benchmarks._CACHE[("appworld", tuple(sorted(bench_args.items())))].pool

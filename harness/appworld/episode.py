@@ -200,7 +200,7 @@ class AppWorldEpisode:
         finally:
             self.pool.remove_outputs(self.experiment_name)
         if "output" not in answer:  # the agent deleted or forged its saved world state
-            problem = str(answer.get("tampered") or answer.get("missing"))
+            problem = str(answer.get("tampered") or answer.get("missing") or answer.get("unscorable"))
             info["state_problem"] = problem
             return Outcome(0.0, False, end_reason, components={"tests_passed": 0.0},
                            feedback=f"The world state could not be scored: {problem}", info=info)  # fmt: skip

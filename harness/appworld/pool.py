@@ -636,7 +636,8 @@ class ServerPool:
 
     def evaluate(self, task_id: str, experiment_name: str) -> dict[str, Any]:
         """The evaluator's answer for a rollout whose child is gone: {"output": AppWorld's
-        report} or {"missing" | "tampered": why} (the saved state cannot be scored)."""
+        report} or {"missing" | "tampered" | "unscorable": why} (the saved state, which only
+        the agent's code wrote, cannot be scored: the agent's failure)."""
         return self.evaluator.evaluate(task_id, experiment_name, self.cfg.request_timeout_s)
 
     def outputs_dir(self, experiment_name: str) -> Path:

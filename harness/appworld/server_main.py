@@ -22,8 +22,10 @@ folder only, no TCP connect, seccomp, no capabilities, memory limit) and only th
 The zygote itself never runs model code and never loads ground truth. There is no /evaluate:
 
 evaluator: reads {"task_id", "experiment_name"} lines and answers AppWorld's test report for the
-world state that the (then dead) child saved under experiments/outputs/<experiment_name>. It
-runs contained as well (read-only files, no sockets), since it reads what model code wrote.
+world state that the (then dead) child saved under experiments/outputs/<experiment_name>
+({"output": report}), or why that state cannot be scored ({"missing" | "tampered" |
+"unscorable": why}: all the agent's doing, since only its code wrote there). It runs contained
+as well (read-only files, no sockets), since it reads what model code wrote.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+MAX_STATE_BYTES = 256 << 20  # a saved world state larger than this is not replayed
 ALLOWED_SQL = ("INSERT", "UPDATE", "DELETE", "CREATE", "DROP")  # what AppWorld's tracker records
 FAULT_SIGNALS = {signal.SIGSEGV, signal.SIGBUS, signal.SIGILL, signal.SIGFPE, signal.SIGABRT,
                  signal.SIGSYS, signal.SIGXCPU, signal.SIGXFSZ, signal.SIGTRAP}  # fmt: skip
@@ -269,12 +272,19 @@ def evaluator(args: argparse.Namespace) -> None:
             if not dbs.is_dir():
                 _send({"missing": f"no saved world state in {dbs}"})
                 continue
-            bad = check_changes(dbs)
+            size = sum(p.stat().st_size for p in dbs.rglob("*") if p.is_file())
+            bad = check_changes(dbs) if size <= MAX_STATE_BYTES else f"{size} bytes of state"
             if bad is not None:
                 _send({"tampered": bad})
                 continue
             CachedDBHandler.reset()
-            tracker = aw_eval.evaluate_task(task_id, name, suppress_errors=True, save_report=False)
+            try:
+                tracker = aw_eval.evaluate_task(task_id, name, suppress_errors=True,
+                                                save_report=False)  # fmt: skip
+            except Exception as e:  # noqa: BLE001 - the saved state (the agent's) broke it
+                _send({"unscorable": f"{type(e).__name__}: {e}"[:500],
+                       "trace": traceback.format_exc()[-2000:]})  # fmt: skip
+                continue
             _send({"output": tracker.to_dict(stats_only=False)})
         except Exception as e:  # noqa: BLE001 - answered, the evaluator goes on
             _send({"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-2000:]})
