@@ -284,10 +284,13 @@ def test_a_server_that_cannot_start_or_initialise_is_infrastructure(bench, pool,
     assert all("/initialize" in f for f in res.outcome.info["infra_failures"])
     monkeypatch.undo()
 
-    monkeypatch.setattr(pool.cfg, "memory_mb", 1)  # the child cannot even start Python's work
+    # 1 MiB of address space: the child answers its health check, then hangs initialising
+    monkeypatch.setattr(pool.cfg, "memory_mb", 1)
+    monkeypatch.setattr(pool.cfg, "request_timeout_s", 4)
     res = run(bench, task.task_id, scripted([task.solution]))
     assert res.outcome.end_reason == EndReason.INFRA_ERROR and res.attempts == 2
-    assert all("did not come up" in f for f in res.outcome.info["infra_failures"])
+    assert all("did not answer /initialize within 4 s: hung" in f
+               for f in res.outcome.info["infra_failures"])  # fmt: skip
     monkeypatch.undo()
 
     assert pool.restarts == restarts and pool.wait_idle(60)

@@ -247,7 +247,6 @@ def test_escapes_are_contained(bench_args, fixture_root, monkeypatch, tmp_path):
 TAMPER = (
     "I = __builtins__['__import__'] if isinstance(__builtins__, dict) else __builtins__.__import__\n"
     "def bad_save(directory):\n"
-    "    I('posix').makedirs(directory, exist_ok=True)\n"
     "    I('_io').FileIO(directory + '/supervisor.jsonl', 'w').write(\n"
     "        b'[\"ATTACH DATABASE \\'/tmp/sgcd-x\\' AS x\", [], false]\\n')\n"
     "for w in [o for o in I('gc').get_objects() if type(o).__name__ == 'AppWorld']:\n"
