@@ -22,7 +22,9 @@ class EndReason(StrEnum):
 
     user_stop / agent_stop are the only normal endings; on τ³ every other reason scores 0.
     infra_error (a crashed server, a lost connection) is the only reason left out of metrics;
-    it is counted, never scored as the agent's failure.
+    it is counted, never scored as the agent's failure. agent_timeout / agent_oom /
+    agent_crash: the agent's own code hung, overran its memory or killed the environment
+    server running it (AppWorld): scored 0 like every other abnormal ending.
     """
 
     USER_STOP = "user_stop"
@@ -31,6 +33,9 @@ class EndReason(StrEnum):
     TOO_MANY_ERRORS = "too_many_errors"
     CONTEXT_OVERFLOW = "context_overflow"
     AGENT_ERROR = "agent_error"
+    AGENT_TIMEOUT = "agent_timeout"
+    AGENT_OOM = "agent_oom"
+    AGENT_CRASH = "agent_crash"
     INFRA_ERROR = "infra_error"
 
 

@@ -260,7 +260,8 @@ def test_hung_server_times_out_then_the_retry_succeeds(bench, pool):
 
     def freeze_on_first_attempt(turn: int) -> None:
         if turn == 0 and holder["attempt"] == 1:
-            os.kill(holder["ep"].server.proc.pid, signal.SIGSTOP)  # alive but silent: a hang
+            # alive but silent: a hang (the slot's process group: zygote and episode child)
+            os.killpg(holder["ep"].server.proc.pid, signal.SIGSTOP)
 
     task = TASKS_BY_ID["5ca1ab2_1"]
     res = run(bench, task.task_id, scripted([task.solution], freeze_on_first_attempt), holder)
@@ -269,3 +270,28 @@ def test_hung_server_times_out_then_the_retry_succeeds(bench, pool):
     )
     assert "did not answer /execute within 5 s" in res.outcome.info["infra_failures"][0]
     assert pool.wait_idle(60)
+
+
+def test_a_server_that_cannot_start_or_initialise_is_infrastructure(bench, pool, monkeypatch):
+    """No model code ran yet: the infrastructure's failure (retried once, then infra_error);
+    the slot's zygote is fine, so it is not restarted."""
+    task = TASKS_BY_ID["5ca1ab1_1"]
+    restarts = pool.restarts
+    monkeypatch.setattr(pool, "init_payload", lambda t, n: {"task_id": t, "experiment_name": n,
+                                                             "timeout_seconds": "never"})  # fmt: skip
+    res = run(bench, task.task_id, scripted([task.solution]))
+    assert res.outcome.end_reason == EndReason.INFRA_ERROR and res.attempts == 2
+    assert all("/initialize" in f for f in res.outcome.info["infra_failures"])
+    monkeypatch.undo()
+
+    # 1 MiB of address space: the child answers its health check, then hangs initialising
+    monkeypatch.setattr(pool.cfg, "memory_mb", 1)
+    monkeypatch.setattr(pool.cfg, "request_timeout_s", 4)
+    res = run(bench, task.task_id, scripted([task.solution]))
+    assert res.outcome.end_reason == EndReason.INFRA_ERROR and res.attempts == 2
+    assert all("did not answer /initialize within 4 s: hung" in f
+               for f in res.outcome.info["infra_failures"])  # fmt: skip
+    monkeypatch.undo()
+
+    assert pool.restarts == restarts and pool.wait_idle(60)
+    assert run(bench, task.task_id, scripted([task.solution])).outcome.success

@@ -169,3 +169,21 @@ def test_forced_download_replaces_data_when_complete(tmp_path):
     info = install.download_data(root, venv=venv, force=True)
     assert info.splits == {"train": ["aaaaaaa_1"]} and info.benchmark == "appworld"
     assert sorted(p.name for p in root.iterdir()) == ["data"]
+
+
+def test_containment_fails_closed_without_landlock(monkeypatch):
+    from harness.appworld import sandbox
+
+    monkeypatch.setattr(sandbox, "landlock_abi", lambda: 3)
+    with pytest.raises(sandbox.SandboxUnavailable, match="Landlock ABI 3.*>= 4"):
+        sandbox.check()
+    monkeypatch.setattr(sandbox.platform, "machine", lambda: "riscv64")
+    with pytest.raises(sandbox.SandboxUnavailable, match="riscv64"):
+        sandbox.check()
+
+
+def test_seccomp_filter_is_a_whole_bpf_program():
+    from harness.appworld import sandbox
+
+    prog = sandbox.seccomp_filter()
+    assert len(prog) % 8 == 0 and 0 < len(prog) // 8 < 4096  # sock_filter entries, BPF_MAXINSNS

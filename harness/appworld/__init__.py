@@ -7,9 +7,11 @@ the data from AppWorld's host (only when asked; it refuses to delete existing da
 
 Modules:
     install         venv and data locations, set-up, download, the checks with their fixes
-    server_main     one environment server on 127.0.0.1 (runs in the AppWorld venv)
-    pool            ServerPool: one server process per concurrent episode, prewarmed,
-                    restarted after a crash or a hang; HTTP via httpx on loopback
+    server_main     the zygote (forks one contained server per episode, on 127.0.0.1) and the
+                    evaluator (scores saved world states); both run in the AppWorld venv
+    sandbox         Landlock, seccomp, capabilities, rlimits for the processes near model code
+    pool            ServerPool: a warm zygote per concurrent episode, one evaluator; who is to
+                    blame when a server fails (infra_error or agent_timeout/oom/crash)
     prompt          the ReAct-style system prompt and the `execute_code` tool schema
     episode         AppWorldEpisode: reset / step(execute_code) / finish (AppWorld's evaluator)
     metrics         TGC, SGC, scenario ids, per-seed summaries (pure functions)

@@ -28,7 +28,7 @@ from harness.appworld.install import (
     venv_dir,
 )
 from harness.appworld.metrics import scenario_id
-from harness.appworld.pool import PoolConfig, ServerPool
+from harness.appworld.pool import CONTAINMENT, PoolConfig, ServerPool
 from harness.records import Episode
 
 
@@ -38,7 +38,8 @@ class AppWorld:
     has_user = False
 
     def __init__(self, servers: int = 1, root: str | Path | None = None, keep_outputs: bool = False,
-                 execution_timeout_s: int = 100, pool: ServerPool | None = None):  # fmt: skip
+                 execution_timeout_s: int = 100, execution_grace_s: float = 30.0,
+                 memory_mb: int = 4096, pool: ServerPool | None = None):  # fmt: skip
         """`pool`: run on an existing pool (its root wins) instead of starting one on first use."""
         if pool is not None:
             root = pool.root
@@ -58,6 +59,8 @@ class AppWorld:
                 root=self.root,
                 keep_outputs=keep_outputs,
                 execution_timeout_s=execution_timeout_s,
+                execution_grace_s=execution_grace_s,
+                memory_mb=memory_mb,
             )
         )
         self._pool: ServerPool | None = pool
@@ -105,6 +108,9 @@ class AppWorld:
             "split_sizes": {k: len(v) for k, v in self.data.splits.items()},
             "servers": self.pool_config.size,
             "execution_timeout_s": self.pool_config.execution_timeout_s,
+            "execution_grace_s": self.pool_config.execution_grace_s,
+            "memory_mb": self.pool_config.memory_mb,
+            "containment": CONTAINMENT,
         }
 
     def close(self) -> None:

@@ -75,6 +75,28 @@ def appworld_env(root: Path, venv: Path | None = None) -> dict[str, str]:
     return env
 
 
+# What an AppWorld server's environment may hold: nothing of the harness's own (keys, tokens).
+SERVER_ENV_KEEP = ("LANG", "LC_ALL", "TZ")
+
+
+def server_env(root: Path, home: Path, venv: Path | None = None) -> dict[str, str]:
+    """The allow-listed environment of the processes that run or score model code: AppWorld's
+    two locations, a private HOME, the venv on PATH, locale; nothing else of the harness's."""
+    env = {k: os.environ[k] for k in SERVER_ENV_KEEP if k in os.environ}
+    env.setdefault("LANG", "C.UTF-8")
+    env |= {
+        "APPWORLD_ROOT": str(Path(root).resolve()),
+        "APPWORLD_CACHE": str(cache_dir(venv)),
+        "PATH": f"{(venv or venv_dir()) / 'bin'}{os.pathsep}/usr/bin{os.pathsep}/bin",
+        "HOME": str(home),
+        "IPYTHONDIR": str(Path(home) / "ipython"),
+        "TMPDIR": str(Path(home) / "tmp"),
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+    }
+    return env
+
+
 def require_venv(venv: Path | None = None) -> Path:
     """The venv's python, or AppWorldSetupError with the command that makes the venv."""
     venv = venv or venv_dir()

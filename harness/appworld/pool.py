@@ -1,36 +1,45 @@
-"""A pool of AppWorld environment servers (one world per process), talked to over HTTP on loopback.
+"""A pool of AppWorld servers: one zygote per slot, one contained child per episode, one evaluator.
 
-AppWorld holds one world per process (a second `AppWorld(...)` silently takes the first over),
-must run on its main thread and freezes the process clock, so every concurrent episode gets
-a server process of its own. Model-generated code runs only inside those processes.
+AppWorld holds one world per process, must run on its main thread and freezes the process
+clock, so every concurrent episode gets a process of its own. Each pool slot is a *zygote*
+(server_main.py zygote, in the AppWorld venv, allow-listed environment): it imports AppWorld
+and warms one world without ground truth, and never runs model code. For each episode it forks
+a *child* that contains itself (sandbox.py: Landlock, seccomp, no capabilities, memory limit)
+before serving that one task on 127.0.0.1; model code runs only there, and the child is
+killed when the episode ends. Scoring happens in the pool's *evaluator*, a separate contained
+process that never runs model code, from the world state the child saved on disk.
 
-    with ServerPool(PoolConfig(size=2)) as pool:      # starts and prewarms both servers
-        server = pool.acquire()                        # blocks until one is idle
-        server.post("initialize", {...})
-        pool.release(server)                           # or release(server, broken=True)
+    with ServerPool(PoolConfig(size=2)) as pool:    # starts both zygotes and the evaluator
+        server = pool.acquire()                      # blocks until a slot is idle
+        server.spawn(task_id, experiment_name)       # a contained child for one episode
+        server.post("initialize", {...}); server.post("execute", {...})
+        pool.release(server)                         # kills the child; or broken=True
+        pool.evaluate(task_id, experiment_name)      # AppWorld's tests on the saved state
 
-A server that dies, answers with an error, or does not answer in time raises `InfraError`
-(from `EnvServer.post`); the episode then releases it as broken and the pool kills its whole
-process group and starts a fresh, prewarmed one in the background. Each rollout gets its own
-experiment name (`new_experiment_name`), so concurrent rollouts of one task never share
-AppWorld's output folders; those folders are deleted after scoring unless `keep_outputs`.
-
-HTTP API of `appworld.serve.environment` (AppWorld 0.1.3.post1), all POST with JSON bodies:
-initialize {task_id, experiment_name, timeout_seconds, ...} -> {output: {task_id, instruction,
-supervisor{first_name,last_name,email,phone_number}, datetime}}; execute {task_id, code} ->
-{output: str}; task_completed {task_id} -> {output: bool}; evaluate {task_id, suppress_errors,
-report} -> {output: {success, difficulty, num_tests, passes, failures}}; close {task_id}.
-Its errors come back as HTTP 500 (its HTTPException calls are malformed), never as 4xx.
+Who is to blame when a child fails (see `EnvServer.post`): before any model code ran in it
+(start, initialize) always the infrastructure (`InfraError`: retried once, then infra_error,
+left out of the metrics). Once model code ran, the agent (`AgentFault`, scored 0 with its own
+end reason) unless the harness can show otherwise:
+    * no answer in time: agent_timeout, unless the child is stopped (SIGSTOP, state T) or was
+      runnable yet got under `starved_cpu_share` of the call's wall time in CPU (starved);
+    * death: agent_crash when it exited by itself (any exit code: the server never exits on its
+      own) or by a fault signal (SIGSEGV, SIGABRT, SIGSYS from the seccomp filter that kills a
+      process trying to send any signal, ...); a SIGKILL/SIGTERM (which model code cannot send)
+      or a dead zygote is the infrastructure;
+    * an error answer or a malformed or oversized reply: agent_crash (model code can rewrite
+      the server in its own process);
+    * a MemoryError while running the code: agent_oom.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import queue
+import select
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -43,10 +52,25 @@ from typing import Any
 
 import httpx
 
-from harness.appworld.install import appworld_env, require_data, require_venv, root_dir
-from harness.records import InfraError
+from harness.appworld.install import require_data, require_venv, root_dir, server_env
+from harness.records import EndReason, InfraError
 
 SERVER_MAIN = Path(__file__).with_name("server_main.py")
+CONTAINMENT = (
+    "per-episode child forked from a zygote; Landlock (task files read-only, own output folder "
+    "writable, no TCP) + seccomp (no sockets, processes, exec, signals) + no capabilities + "
+    "RLIMIT_AS; allow-listed environment; evaluation in a separate process"
+)
+MAX_REPLY_BYTES = 16 << 20
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class AgentFault(Exception):
+    """Model code broke the server that ran it: the episode ends, scored 0, with `reason`."""
+
+    def __init__(self, reason: EndReason, detail: str):
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
 
 
 @dataclass
@@ -54,8 +78,9 @@ class PoolConfig:
     """Pool settings. Timeouts in seconds.
 
     execution_timeout_s is AppWorld's own limit on one code execution (it answers "Execution
-    failed ... timed out", a normal tool result); a server that stays silent for
-    execution_grace_s longer than that is declared hung (an infrastructure error).
+    failed ... timed out", a normal tool result); a child that stays silent for
+    execution_grace_s longer than that has hung: see the module docstring for who is blamed.
+    memory_mb caps each child's address space (RLIMIT_AS) and the evaluator's.
     """
 
     size: int = 1
@@ -70,12 +95,8 @@ class PoolConfig:
     keep_outputs: bool = False
     experiment_prefix: str = "sgcd"
     max_start_attempts: int = 3
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    memory_mb: int = 4096
+    starved_cpu_share: float = 0.1
 
 
 def _tail(path: Path, lines: int = 12) -> str:
@@ -86,32 +107,80 @@ def _tail(path: Path, lines: int = 12) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
+def proc_stat(pid: int) -> tuple[str, float] | None:
+    """(state letter, CPU seconds used) of a process from /proc, None when it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return fields[0], (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+class _Lines:
+    """JSON lines from a subprocess's stdout with a time-out (the zygote's and evaluator's answers)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc, self.buf = proc, b""
+
+    def send(self, obj: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(obj).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def read(self, timeout_s: float) -> dict[str, Any] | None:
+        """The next answer; None on time-out or when the process closed its stdout."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout_s
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+
 @dataclass
 class ServerTimes:
-    """Seconds from spawn to answering HTTP, and of the first (cold) world initialisation."""
+    """Seconds from spawn to the zygote's ready (imports and its warm-up world), and of the
+    warm-up world's initialisation alone (inside the zygote)."""
 
     start_s: float = float("nan")
     warm_init_s: float = float("nan")
 
 
 @dataclass
+class Child:
+    """One episode's contained server process."""
+
+    pid: int
+    port: int
+    client: httpx.Client
+    ran_code: bool = False  # model code was sent to it: from then on failures may be the agent's
+
+
+@dataclass
 class EnvServer:
-    """One `appworld.serve.environment` process on 127.0.0.1:port, in its own process group."""
+    """One pool slot: a zygote process (own process group) and at most one child at a time."""
 
     index: int
     python: Path
     root: Path
     venv: Path | None
     log_dir: Path
-    port: int = 0
+    home: Path
+    prewarm_task_id: str = ""
     proc: subprocess.Popen | None = None
-    client: httpx.Client | None = None
+    child: Child | None = None
     times: ServerTimes = field(default_factory=ServerTimes)
     starts: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    starved_cpu_share: float = 0.1  # PoolConfig.starved_cpu_share
+    _lines: _Lines | None = None
 
     @property
     def log_path(self) -> Path:
@@ -121,74 +190,175 @@ class EnvServer:
         return self.proc is not None and self.proc.poll() is None
 
     def start(self, timeout_s: float, attempts: int = 3) -> None:
-        """Spawn the process and wait (bounded) until it answers; retry on another port."""
+        """Spawn the zygote and wait (bounded) until it is warm; fails closed (InfraError)."""
         last = ""
         for _ in range(attempts):
             self.kill()
-            self.port = _free_port()
             t0 = time.perf_counter()
             with open(self.log_path, "ab") as log:
-                log.write(f"\n--- start on port {self.port} ---\n".encode())
+                log.write(b"\n--- start ---\n")
                 log.flush()
                 self.proc = subprocess.Popen(
-                    [str(self.python), "-I", str(SERVER_MAIN), "--port", str(self.port)],
+                    [str(self.python), "-I", str(SERVER_MAIN), "zygote", "--root", str(self.root),
+                     "--home", str(self.home), "--prewarm-task", self.prewarm_task_id],
                     cwd=self.root,
-                    env=appworld_env(self.root, self.venv),
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
+                    env=server_env(self.root, self.home, self.venv),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
                     start_new_session=True,  # its own process group: killed as a whole
-                )
-            self.client = httpx.Client(base_url=self.url, trust_env=False, timeout=10.0)
-            deadline = t0 + timeout_s
-            while time.perf_counter() < deadline:
-                if self.proc.poll() is not None:
-                    last = f"exited with code {self.proc.returncode}"
-                    break
-                try:
-                    if self.client.get("/", timeout=2.0).status_code == 200:
-                        self.times.start_s = time.perf_counter() - t0
-                        self.starts += 1
-                        return
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
-            else:
-                last = f"did not answer within {timeout_s:.0f} s"
+                )  # fmt: skip
+            self._lines = _Lines(self.proc)
+            ready = self._lines.read(timeout_s)
+            if ready is not None and ready.get("ready"):
+                self.times.start_s = time.perf_counter() - t0
+                self.times.warm_init_s = float(ready.get("prewarm_s", float("nan")))
+                self.starts += 1
+                return
+            if ready is not None and "error" in ready:
+                self.kill()
+                raise InfraError(f"AppWorld server {self.index}: {ready['error']}")
+            code = self.proc.poll()
+            last = f"did not start within {timeout_s:.0f} s" if code is None else f"exited with code {code}"
         self.kill()
         raise InfraError(
             f"AppWorld server {self.index} {last} ({attempts} attempts); log {self.log_path}:\n"
             + _tail(self.log_path)
         )
 
-    def post(self, method: str, payload: dict[str, Any], timeout_s: float) -> Any:
-        """POST /method and return its `output`; any failure is an InfraError."""
-        if self.client is None or not self.alive():
+    def _command(self, cmd: dict[str, Any], timeout_s: float = 30.0) -> dict[str, Any]:
+        if self._lines is None or not self.alive():
             raise InfraError(f"AppWorld server {self.index} is not running ({self._exit_text()})")
         try:
-            resp = self.client.post(f"/{method}", json=payload, timeout=timeout_s)
-        except httpx.TimeoutException as e:
-            raise InfraError(
-                f"AppWorld server {self.index} (port {self.port}) did not answer /{method} "
-                f"within {timeout_s:.0f} s: hung"
-            ) from e
-        except httpx.HTTPError as e:
-            time.sleep(0.05)  # let a dying process be reaped so the message can say so
-            raise InfraError(
-                f"AppWorld server {self.index} (port {self.port}) failed on /{method}: "
-                f"{type(e).__name__} ({self._exit_text()})"
-            ) from e
-        if resp.status_code != 200:
-            raise InfraError(
-                f"AppWorld server {self.index} answered /{method} with HTTP {resp.status_code}; "
-                f"log {self.log_path}:\n{_tail(self.log_path, 6)}"
-            )
+            self._lines.send(cmd)
+            answer = self._lines.read(timeout_s)
+        except (OSError, ValueError) as e:
+            raise InfraError(f"AppWorld server {self.index}: {cmd['cmd']} failed: {e}") from e
+        if answer is None:
+            raise InfraError(f"AppWorld server {self.index} did not answer {cmd['cmd']!r} "
+                             f"within {timeout_s:.0f} s ({self._exit_text()})")  # fmt: skip
+        if "error" in answer:
+            raise InfraError(f"AppWorld server {self.index}: {cmd['cmd']} failed: {answer['error']}")
+        return answer
+
+    def spawn(self, task_id: str, experiment_name: str, memory_mb: int, timeout_s: float = 30.0) -> Child:
+        """Fork a contained child for one episode of `task_id` and wait until it answers."""
+        self.end_episode()
+        got = self._command({"cmd": "spawn", "task_id": task_id, "experiment_name": experiment_name,
+                             "memory_mb": memory_mb})  # fmt: skip
+        client = httpx.Client(base_url=f"http://127.0.0.1:{got['port']}", trust_env=False, timeout=10.0)
+        self.child = Child(int(got["pid"]), int(got["port"]), client)
+        deadline = time.perf_counter() + timeout_s
+        while time.perf_counter() < deadline:
+            try:
+                if client.get("/", timeout=2.0).status_code == 200:
+                    return self.child
+            except httpx.HTTPError:
+                pass
+            if self._child_status(self.child)["status"] != "running":
+                break
+            time.sleep(0.05)
+        raise InfraError(f"AppWorld server {self.index}: its child for {task_id} did not come up "
+                         f"({self._child_status(self.child)}); log {self.log_path}:\n"
+                         + _tail(self.log_path, 6))  # fmt: skip
+
+    def _child_status(self, child: Child, wait_s: float = 0.0) -> dict[str, Any]:
+        """The child's state from the zygote (which reaps it); polls up to wait_s for its end."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            st = self._command({"cmd": "status", "pid": child.pid}, timeout_s=10.0)
+            if st["status"] != "running" or time.monotonic() >= deadline:
+                return st
+            time.sleep(0.05)
+
+    def post(self, method: str, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """POST /method to the episode's child; its JSON answer, or InfraError / AgentFault."""
+        child = self.child
+        where = f"AppWorld server {self.index} (child {child.pid if child else '-'})"
+        if child is None or not self.alive():
+            raise InfraError(f"{where} failed on /{method}: not running ({self._exit_text()})")
+        if method == "execute":
+            child.ran_code = True
+        before, t0 = proc_stat(child.pid), time.monotonic()
         try:
-            return resp.json()["output"]
-        except (ValueError, KeyError) as e:
-            raise InfraError(
-                f"AppWorld server {self.index}: malformed /{method} reply {resp.text[:200]!r}"
-            ) from e
+            with child.client.stream("POST", f"/{method}", json=payload, timeout=timeout_s) as resp:
+                body = b""
+                for chunk in resp.iter_bytes():
+                    body += chunk
+                    if len(body) > MAX_REPLY_BYTES:
+                        self._blame(child, f"{where}: /{method} reply over {MAX_REPLY_BYTES} bytes")
+                status = resp.status_code
+        except httpx.TimeoutException as e:
+            self._hung(child, where, method, timeout_s, before, time.monotonic() - t0)
+            raise AssertionError("unreachable") from e
+        except httpx.HTTPError as e:
+            time.sleep(0.05)
+            self._died(child, where, method, e)
+            raise AssertionError("unreachable") from e
+        try:
+            data = json.loads(body)
+            assert isinstance(data, dict) and "output" in data
+        except (ValueError, AssertionError):
+            data = None
+        if status != 200 or data is None:
+            self._blame(child, f"{where} answered /{method} with HTTP {status}: {body[:300]!r}; "
+                               f"log {self.log_path}:\n{_tail(self.log_path, 6)}")  # fmt: skip
+        return data  # type: ignore[return-value]
+
+    def _blame(self, child: Child, text: str) -> None:
+        if child.ran_code:
+            raise AgentFault(EndReason.AGENT_CRASH, f"the server running the agent's code broke: {text}")
+        raise InfraError(text)
+
+    def _hung(self, child: Child, where: str, method: str, timeout_s: float,
+              before: tuple[str, float] | None, wall: float) -> None:  # fmt: skip
+        msg = f"{where} did not answer /{method} within {timeout_s:.0f} s"
+        now = proc_stat(child.pid)
+        if now is None or now[0] in "ZX":
+            self._died(child, where, method, None)
+        state, cpu = now  # type: ignore[misc]
+        used = cpu - (before[1] if before else cpu)
+        share = used / wall if wall > 0 else 0.0
+        facts = f"state {state}, {used:.2f} s CPU in {wall:.1f} s"
+        if not child.ran_code:
+            raise InfraError(f"{msg}: hung ({facts})")
+        if state in "Tt":
+            raise InfraError(f"{msg}: hung, stopped by someone else ({facts})")
+        if state == "R" and share < self.starved_cpu_share:
+            raise InfraError(f"{msg}: hung, starved of CPU ({facts})")
+        raise AgentFault(EndReason.AGENT_TIMEOUT,
+                         f"the agent's code ran past the time limit ({timeout_s:.0f} s; {facts})")
+
+    def _died(self, child: Child, where: str, method: str, err: Exception | None) -> None:
+        what = type(err).__name__ if err is not None else "process gone"
+        if not self.alive():
+            raise InfraError(f"{where} failed on /{method}: {what} (the whole server died: "
+                             f"{self._exit_text()})")  # fmt: skip
+        try:
+            st = self._child_status(child, wait_s=2.0)
+        except InfraError as e:
+            raise InfraError(f"{where} failed on /{method}: {what}; {e}") from None
+        text = f"{where} failed on /{method}: {what} (child {st})"
+        if st["status"] == "running":
+            self._blame(child, text)  # it answered nothing and lives on: its own doing
+        if child.ran_code and (st["status"] == "exited" or st.get("fault")):
+            raise AgentFault(EndReason.AGENT_CRASH, f"the agent's code killed its server ({st})")
+        raise InfraError(text)
+
+    def end_episode(self) -> dict[str, Any] | None:
+        """Kill the episode's child (if any) and return its final status."""
+        child, self.child = self.child, None
+        if child is None:
+            return None
+        child.client.close()
+        try:
+            return self._command({"cmd": "kill", "pid": child.pid}, timeout_s=10.0)
+        except InfraError:
+            try:
+                os.kill(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            raise
 
     def _exit_text(self) -> str:
         if self.proc is None:
@@ -197,23 +367,30 @@ class EnvServer:
         return "still running" if code is None else f"process exited with code {code}"
 
     def rss_bytes(self) -> int:
-        """Resident memory of the server process (Linux /proc), 0 when unknown."""
-        if not self.alive():
-            return 0
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return 0
+        """Resident memory of the zygote and its child (Linux /proc), 0 when unknown."""
+        pids = [p.pid for p in (self.proc,) if p is not None and self.alive()]
+        pids += [self.child.pid] if self.child is not None else []
+        total = 0
+        for pid in pids:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            except OSError:
+                pass
+        return total
 
     def kill(self) -> None:
-        """Kill the server's whole process group and close the client."""
-        if self.client is not None:
-            self.client.close()
-            self.client = None
+        """Kill the slot's whole process group (zygote and child)."""
+        child, self.child = self.child, None
+        if child is not None:
+            child.client.close()
+            try:
+                os.kill(child.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         proc, self.proc = self.proc, None
+        self._lines = None
         if proc is None:
             return
         try:  # the whole group, even when its leader already died
@@ -225,10 +402,73 @@ class EnvServer:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+        for f in (proc.stdin, proc.stdout):
+            if f is not None:
+                f.close()
+
+
+class Evaluator:
+    """The pool's scoring process (server_main.py evaluator): never runs model code."""
+
+    def __init__(self, python: Path, root: Path, venv: Path | None, home: Path, log: Path,
+                 memory_mb: int):  # fmt: skip
+        self.python, self.root, self.venv, self.home, self.log = python, root, venv, home, log
+        self.memory_mb = memory_mb
+        self.proc: subprocess.Popen | None = None
+        self.lines: _Lines | None = None
+        self.lock = threading.Lock()
+
+    def _start(self, timeout_s: float) -> None:
+        self.stop()
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(self.python), "-I", str(SERVER_MAIN), "evaluator", "--root", str(self.root),
+                 "--home", str(self.home), "--memory-mb", str(self.memory_mb)],
+                cwd=self.root, env=server_env(self.root, self.home, self.venv),
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, start_new_session=True,
+            )  # fmt: skip
+        self.lines = _Lines(self.proc)
+        ready = self.lines.read(timeout_s)
+        if not (ready and ready.get("ready")):
+            why = (ready or {}).get("error") or f"log {self.log}:\n{_tail(self.log)}"
+            self.stop()
+            raise InfraError(f"the AppWorld evaluator did not start: {why}")
+
+    def evaluate(self, task_id: str, experiment_name: str, timeout_s: float) -> dict[str, Any]:
+        with self.lock:
+            for attempt in (1, 2):
+                if self.proc is None or self.proc.poll() is not None:
+                    self._start(timeout_s)
+                assert self.lines is not None
+                try:
+                    self.lines.send({"task_id": task_id, "experiment_name": experiment_name})
+                    answer = self.lines.read(timeout_s)
+                except (OSError, ValueError):
+                    answer = None
+                if answer is not None and "error" not in answer:
+                    return answer
+                why = (answer or {}).get("error") or f"no answer in {timeout_s:.0f} s"
+                why += "\n" + str((answer or {}).get("trace", ""))
+                self.stop()
+                if attempt == 2:
+                    raise InfraError(f"the AppWorld evaluator failed on {task_id}: {why}")
+        raise AssertionError("unreachable")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.wait(timeout=10)
+            for f in (proc.stdin, proc.stdout):
+                if f is not None:
+                    f.close()
 
 
 class ServerPool:
-    """`size` prewarmed AppWorld servers; one per concurrent episode; restarts broken ones."""
+    """`size` warm zygotes (one episode each at a time) and one evaluator; restarts broken slots."""
 
     def __init__(self, cfg: PoolConfig | None = None):
         self.cfg = cfg or PoolConfig()
@@ -239,10 +479,15 @@ class ServerPool:
         self.python = require_venv(self.cfg.venv)
         self.prewarm_task_id = self.cfg.prewarm_task_id or self._first_task()
         self.log_dir = Path(tempfile.mkdtemp(prefix="sgcd-appworld-logs-"))
+        self.home = self.log_dir / "home"  # HOME / IPYTHONDIR of the servers: read-only to children
+        (self.home / "tmp").mkdir(parents=True)
         self.servers = [
-            EnvServer(i, self.python, self.root, self.cfg.venv, self.log_dir)
+            EnvServer(i, self.python, self.root, self.cfg.venv, self.log_dir, self.home,
+                      self.prewarm_task_id, starved_cpu_share=self.cfg.starved_cpu_share)
             for i in range(self.cfg.size)
-        ]
+        ]  # fmt: skip
+        self.evaluator = Evaluator(self.python, self.root, self.cfg.venv, self.home,
+                                   self.log_dir / "evaluator.log", self.cfg.memory_mb)  # fmt: skip
         self._idle: queue.Queue[EnvServer] = queue.Queue()
         self._lock = threading.Lock()
         self._start_lock = threading.Lock()
@@ -263,7 +508,7 @@ class ServerPool:
     # -- life cycle ---------------------------------------------------------------------------
 
     def start(self) -> ServerPool:
-        """Start every server (in parallel) and prewarm each with one world initialisation."""
+        """Start every zygote and the evaluator (in parallel); each zygote warms one world."""
         with self._start_lock:
             if not self._started:
                 self._start_all()
@@ -272,13 +517,18 @@ class ServerPool:
     def _start_all(self) -> None:
         errors: list[BaseException] = []
 
-        def boot(server: EnvServer) -> None:
+        def boot(target: Any) -> None:
             try:
-                self._boot(server)
+                if isinstance(target, EnvServer):
+                    target.start(self.cfg.start_timeout_s, self.cfg.max_start_attempts)
+                else:
+                    with self.evaluator.lock:
+                        self.evaluator._start(self.cfg.start_timeout_s)
             except BaseException as e:  # noqa: BLE001 - reported below
                 errors.append(e)
 
-        threads = [threading.Thread(target=boot, args=(s,), daemon=True) for s in self.servers]
+        targets = [*self.servers, self.evaluator]
+        threads = [threading.Thread(target=boot, args=(t,), daemon=True) for t in targets]
         for t in threads:
             t.start()
         for t in threads:
@@ -290,25 +540,15 @@ class ServerPool:
             self._idle.put(s)
         self._started = True
 
-    def _boot(self, server: EnvServer) -> None:
-        server.start(self.cfg.start_timeout_s, self.cfg.max_start_attempts)
-        name = self.new_experiment_name("prewarm")
-        t0 = time.perf_counter()
-        server.post(
-            "initialize", self.init_payload(self.prewarm_task_id, name), self.cfg.request_timeout_s
-        )
-        server.times.warm_init_s = time.perf_counter() - t0
-        server.post("close", {"task_id": self.prewarm_task_id}, self.cfg.request_timeout_s)
-        self.remove_outputs(name)
-
     def close(self) -> None:
-        """Kill every server and remove the pool's logs."""
+        """Kill every server and the evaluator, and remove the pool's logs."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
         for s in self.servers:
             s.kill()
+        self.evaluator.stop()
         shutil.rmtree(self.log_dir, ignore_errors=True)
 
     def __enter__(self) -> ServerPool:
@@ -320,7 +560,7 @@ class ServerPool:
     # -- leases -------------------------------------------------------------------------------
 
     def acquire(self, timeout_s: float | None = None) -> EnvServer:
-        """An idle, running server (blocking); InfraError when none frees up in time."""
+        """An idle, running slot (blocking); InfraError when none frees up in time."""
         if not self._started:
             self.start()
         if self._closed:
@@ -335,13 +575,17 @@ class ServerPool:
             ) from None
 
     def release(self, server: EnvServer, broken: bool = False, reason: str = "") -> None:
-        """Give a server back; a broken one is killed and restarted in the background."""
+        """Give a slot back (its child is killed); a broken one is restarted in the background."""
         if self._closed:
             server.kill()
             return
         if not broken and server.alive():
-            self._idle.put(server)
-            return
+            try:
+                server.end_episode()
+                self._idle.put(server)
+                return
+            except InfraError as e:
+                reason = reason or str(e)
         with self._lock:
             self.restarts += 1
             self.failures.append(reason or "server not running")
@@ -355,7 +599,7 @@ class ServerPool:
                 if self._closed:
                     return
                 try:
-                    self._boot(server)
+                    server.start(self.cfg.start_timeout_s, 1)
                     break
                 except Exception as e:  # noqa: BLE001 - a failed restart is recorded, then retried
                     self.failures.append(f"restart {attempt + 1} of server {server.index}: {e}")
@@ -377,7 +621,7 @@ class ServerPool:
             time.sleep(0.05)
         return False
 
-    # -- per-rollout names and outputs ---------------------------------------------------------
+    # -- per-rollout names, outputs and scoring -------------------------------------------------
 
     def new_experiment_name(self, task_id: str) -> str:
         """A fresh AppWorld experiment name: one per rollout, never reused."""
@@ -389,6 +633,12 @@ class ServerPool:
             "experiment_name": experiment_name,
             "timeout_seconds": self.cfg.execution_timeout_s,
         }
+
+    def evaluate(self, task_id: str, experiment_name: str) -> dict[str, Any]:
+        """The evaluator's answer for a rollout whose child is gone: {"output": AppWorld's
+        report} or {"missing" | "tampered" | "unscorable": why} (the saved state, which only
+        the agent's code wrote, cannot be scored: the agent's failure)."""
+        return self.evaluator.evaluate(task_id, experiment_name, self.cfg.request_timeout_s)
 
     def outputs_dir(self, experiment_name: str) -> Path:
         return self.root / "experiments" / "outputs" / experiment_name
