@@ -1,4 +1,7 @@
-"""Benchmark metrics shared by the harness and the reports: pass^k, pass@1 and flip rates.
+"""Benchmark metrics shared by the harness and the reports: pass^k, pass@1, its clustered SE, flip rates.
+
+pass@1's standard error is one function (clustered_se) for the inspect task's metric, the eval
+summary and the reports: clustered by scenario where the benchmark has scenarios, else by task.
 
 pass^k (τ-bench): for a task with n trials and c successes, the chance that k trials drawn
 without replacement all succeed, C(c, k) / C(n, k); averaged over tasks. pass@1 = mean reward.
@@ -12,9 +15,10 @@ of tasks whose verdict differs). Both with a percentile bootstrap CI over tasks.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from math import comb
+from typing import Any
 
 
 def pass_hat_k(successes: int, trials: int, k: int) -> float:
@@ -24,6 +28,43 @@ def pass_hat_k(successes: int, trials: int, k: int) -> float:
     if not 0 <= successes <= trials:
         raise ValueError(f"successes must lie in [0, trials] (successes={successes}, trials={trials})")
     return comb(successes, k) / comb(trials, k)
+
+
+def check_pass_k(pass_k: Iterable[int], trials: int) -> None:
+    """Every k of pass^k must lie in 1..trials (the eval seeds); a ValueError names the others."""
+    bad = [k for k in pass_k if not 1 <= k <= trials]
+    if bad:
+        raise ValueError(f"pass^k needs 1 <= k <= seeds; got k={bad} with {trials} seed(s)")
+
+
+def cluster_sums(values: Sequence[float] | Any, clusters: Sequence[Any] | Any | None = None) -> tuple[Any, Any]:
+    """values (n,), clusters (n,) labels or None -> (S (G,), m (G,)): per-cluster sums and sizes
+    (numpy arrays). Without clusters every value is its own cluster."""
+    import numpy as np
+
+    x = np.asarray(values, dtype=float)
+    if clusters is None:
+        return x, np.ones_like(x)
+    _, inverse = np.unique(np.asarray(clusters, dtype=str), return_inverse=True)
+    return np.bincount(inverse, weights=x), np.bincount(inverse).astype(float)
+
+
+def clustered_se(values: Sequence[float] | Any, clusters: Sequence[Any] | Any | None = None) -> float:
+    """Cluster-robust standard error of the mean of `values` (n,), in clusters (n,) labels.
+
+        SE² = G/(G-1) · Σ_g (S_g - m_g·mean)² / n²
+
+    (CR1, as statsmodels' OLS on a constant with cov_type="cluster"). One value per cluster gives
+    SE² = Σ (x_i - mean)² / ((n-1)·n) = sd²/n. Fewer than two clusters: NaN.
+    """
+    import numpy as np
+
+    s, m = cluster_sums(values, clusters)
+    g, n = len(s), m.sum()
+    if g < 2:
+        return float("nan")
+    mean = s.sum() / n
+    return float(np.sqrt(g / (g - 1) * np.sum((s - m * mean) ** 2)) / n)
 
 
 def pass_hat_k_mean(per_task: Mapping[str, Iterable[bool]], k: int) -> float:
