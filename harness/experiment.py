@@ -409,7 +409,7 @@ class Experiment:
 
     def _credit_used(self) -> str:
         """Each SGCD method's provider as its credit files recorded it, and how many groups got a
-        parsed reference, summed over training seeds (sgcd/audit.py reads the files)."""
+        parsed reference or fell back, summed over training seeds (sgcd/audit.py counts them)."""
         from sgcd.audit import summarize_audit
 
         parts = []
@@ -418,10 +418,9 @@ class Experiment:
                 continue
             audits = [summarize_audit(self.dir / "train" / f"{m.name}-s{seed}" / "train") for seed in self.cfg.train_seeds]
             audits = [a for a in audits if a is not None]
-            groups, parsed = sum(a["groups"] for a in audits), sum(a["parsed"] for a in audits)
+            groups, parsed, fallbacks = (sum(a[k] for a in audits) for k in ("groups", "parsed", "fallbacks"))
             recorded = sorted({a["provider"] for a in audits if a["provider"]})
             provider = ", ".join(recorded) or m.algo_config.get("provider", "local/smollm2")
-            fallbacks = 0 if provider == "zero" else groups - parsed  # `zero` gives no reference by design
             parts.append(f"{m.name}: {provider} — a parsed reference for {parsed} of {groups} groups, "
                          f"{fallbacks} fell back to zero credit")  # fmt: skip
         return "; ".join(parts) if parts else "none"

@@ -1,5 +1,9 @@
 """Benchmark metrics shared by the harness and the reports: pass^k, pass@1, its clustered SE, flip rates.
 
+Group success (AppWorld's SGC): per eval seed, the share of groups (scenarios) whose tasks all
+succeed; a group with a task that has no scored result in that seed (an infra error, a missing
+row) is left out of that seed. One function for AppWorld's metrics and the reports.
+
 pass@1's standard error is one function (clustered_se) for the inspect task's metric, the eval
 summary and the reports: clustered by scenario where the benchmark has scenarios, else by task.
 
@@ -14,9 +18,12 @@ of tasks whose verdict differs). Both with a percentile bootstrap CI over tasks.
 
 from __future__ import annotations
 
+import math
 import random
+import statistics
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from math import comb
 from typing import Any
 
@@ -65,6 +72,47 @@ def clustered_se(values: Sequence[float] | Any, clusters: Sequence[Any] | Any | 
         return float("nan")
     mean = s.sum() / n
     return float(np.sqrt(g / (g - 1) * np.sum((s - m * mean) ** 2)) / n)
+
+
+def sd_over_seeds(values: Iterable[float]) -> float:
+    """Sample SD (ddof=1) of per-seed values; NaN with fewer than two seeds (no spread to show)."""
+    vals = list(values)
+    return statistics.stdev(vals) if len(vals) > 1 else float("nan")
+
+
+@dataclass
+class GroupSuccess:
+    """Share of groups whose tasks all succeed, per eval seed (NaN: no complete group there)."""
+
+    per_seed: dict[Any, float] = field(default_factory=dict)
+    complete: dict[Any, int] = field(default_factory=dict)  # groups counted in each seed
+    n_groups: int = 0
+    n_incomplete: int = 0  # group × seed cells left out (a task there had no scored result)
+
+    @property
+    def mean(self) -> float:
+        vals = [v for v in self.per_seed.values() if not math.isnan(v)]
+        return statistics.fmean(vals) if vals else float("nan")
+
+    @property
+    def sd(self) -> float:
+        return sd_over_seeds(v for v in self.per_seed.values() if not math.isnan(v))
+
+
+def group_success(per_seed: Mapping[Any, Mapping[str, bool | None]], group_of: Mapping[str, str]) -> GroupSuccess:
+    """per_seed: seed -> (task id -> success, None for an infra error); group_of: task id -> its
+    group, for every task of the run. A group counts in a seed only when each of its tasks has a
+    scored result there."""
+    members: dict[str, list[str]] = defaultdict(list)
+    for task_id, group in group_of.items():
+        members[group].append(task_id)
+    out = GroupSuccess(n_groups=len(members))
+    for seed, results in per_seed.items():
+        full = [g for g, tasks in members.items() if all(results.get(t) is not None for t in tasks)]
+        out.n_incomplete += len(members) - len(full)
+        out.complete[seed] = len(full)
+        out.per_seed[seed] = sum(all(results[t] for t in members[g]) for g in full) / len(full) if full else float("nan")
+    return out
 
 
 def pass_hat_k_mean(per_task: Mapping[str, Iterable[bool]], k: int) -> float:

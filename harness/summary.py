@@ -6,6 +6,7 @@ prints and writes as summary.md, computed from the run's own rows.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from dataclasses import asdict
 from typing import Any
@@ -86,7 +87,9 @@ def summary_markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
         lines.append(f"| {key} | {summary[key]:.3f} |")
     for key, label in (("tgc", "TGC"), ("sgc", "SGC")):
         if f"{key}_mean" in summary:
-            lines.append(f"| {label} (mean ± SD over seeds) | {summary[f'{key}_mean']:.1f} ± {summary[f'{key}_sd']:.1f} |")
+            sd = summary[f"{key}_sd"]
+            spread = "no SD (one seed)" if math.isnan(sd) else f"{sd:.1f}"
+            lines.append(f"| {label} (mean ± SD over seeds) | {summary[f'{key}_mean']:.1f} ± {spread} |")
     if "flip_rate" in summary:
         f = summary["flip_rate"]
         lines.append(f"| flip rate: tasks whose success differs between seeds (95% CI over tasks) | "

@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness import metrics
 from harness.metrics import pass_hat_k_mean
+from reports import METRICS, stats
 from reports import seeds as seedstats
-from reports import stats
 from reports.stats import Interval, PairedResult
 from reports.tidy import Run, drop_infra, is_binary, task_scenarios, task_seed_matrix
 
-METRICS = ("reward", "success")
 MAX_PASS_K = 8
 
 
@@ -78,33 +78,20 @@ def _clusters(scenarios: pd.Series | None, task_ids: pd.Index) -> np.ndarray | N
 
 
 def group_success(df: pd.DataFrame, scenario_tasks: dict[str, set[str]]) -> GroupMetric | None:
-    """SGC: per eval seed, the share of scenarios whose tasks all succeeded; mean, SD over seeds.
+    """SGC: per eval seed, the share of scenarios whose tasks all succeeded; mean, SD over seeds
+    (harness.metrics.group_success, the one AppWorld's metrics use).
 
     `df` holds rows without infra errors; a scenario × seed cell missing a task is left out.
     """
     if not scenario_tasks:
         return None
-    shares, incomplete = [], 0
-    for _, rows in df.groupby("rep"):
-        ok = rows.groupby("scenario")["success"].agg(["all", "count"])
-        full = [
-            s
-            for s, tasks in scenario_tasks.items()
-            if s in ok.index and ok.loc[s, "count"] == len(tasks)
-        ]
-        incomplete += len(scenario_tasks) - len(full)
-        if full:
-            shares.append(float(ok.loc[full, "all"].mean()))
-    if not shares:
+    per_seed = {rep: dict(zip(rows["task_id"].astype(str), rows["success"].astype(bool), strict=True))
+                for rep, rows in df.groupby("rep")}  # fmt: skip
+    group_of = {str(t): s for s, tasks in scenario_tasks.items() for t in tasks}
+    g = metrics.group_success(per_seed, group_of)
+    if math.isnan(g.mean):
         return None
-    sd = float(np.std(shares, ddof=1)) if len(shares) > 1 else float("nan")
-    return GroupMetric(
-        "SGC (scenarios with every task passed)",
-        float(np.mean(shares)),
-        sd,
-        len(scenario_tasks),
-        incomplete,
-    )
+    return GroupMetric("SGC (scenarios with every task passed)", g.mean, g.sd, g.n_groups, g.n_incomplete)
 
 
 def data_floor(benchmark: str, task_ids: list[str], data_dir: Path | None = None) -> Floor:

@@ -108,3 +108,54 @@ def test_one_clustered_se_for_summary_and_reports():
     assert s["pass@1_se"] == pytest.approx(clustered_se(means, [r["scenario_id"] for r in rows]))
     assert s["pass@1_se"] != pytest.approx(clustered_se(means))  # clustering matters here
     assert s["se_cluster_by"] == "scenario"
+
+
+def _appworld_rows(seeds: dict[int, dict[str, bool | None]]) -> list[dict]:
+    return [{"task_id": t, "scenario_id": t.split("_")[0], "seed": seed, "reward": float(bool(ok)),
+             "success": bool(ok), "infra_error": ok is None, "end_reason": "infra_error" if ok is None else "agent_stop"}
+            for seed, results in seeds.items() for t, ok in results.items()]  # fmt: skip
+
+
+@pytest.mark.parametrize("seeds", [
+    {0: {"aaaaaaa_1": True, "aaaaaaa_2": True, "bbbbbbb_1": True, "bbbbbbb_2": False, "ccccccc_1": None}},
+    {0: {"aaaaaaa_1": True, "aaaaaaa_2": True, "bbbbbbb_1": False}, 1: {"aaaaaaa_1": True, "aaaaaaa_2": False,
+                                                                       "bbbbbbb_1": None}},
+])  # fmt: skip
+def test_one_sgc_for_appworld_metrics_summary_and_reports(seeds, tmp_path):
+    """AppWorld's SGC (×100), the eval summary's and the report's are one computation: the same
+    value, and the same SD (NaN with one seed in all three)."""
+    from harness.appworld.metrics import metrics_by_seed
+    from reports.analysis import summarize_run
+    from reports.tidy import load_run
+
+    rows = _appworld_rows(seeds)
+    m = metrics_by_seed(rows)
+    summary = summarize(rows, [1])
+    df = pd.DataFrame([{**r, "model": "m", "benchmark": "appworld", "split": "dev"} for r in rows])
+    df.to_csv(tmp_path / "results.csv", index=False)
+    group = summarize_run(load_run(tmp_path / "results.csv"), "success", rng=0, n_resamples=100).group
+    assert group is not None
+    assert summary["sgc_mean"] == pytest.approx(m.sgc_mean) == pytest.approx(100 * group.mean)
+    for sd in (m.sgc_sd, summary["sgc_sd"], 100 * group.sd_seeds):
+        if len(seeds) == 1:
+            assert math.isnan(sd)
+        else:
+            assert sd == pytest.approx(m.sgc_sd)
+    if len(seeds) == 1:
+        assert "no SD (one seed)" in summary_markdown_of(summary)
+
+
+def summary_markdown_of(summary: dict) -> str:
+    from harness.summary import summary_markdown
+
+    manifest = {"benchmark": "appworld", "split": "dev", "model": "m", "user_model": "none", "seeds": [0],
+                "temperature": 0.0, "max_steps": 100, "max_errors": 50}  # fmt: skip
+    return summary_markdown(summary, manifest)
+
+
+def test_credit_counts_are_counted_once():
+    from sgcd.audit import credit_counts
+
+    groups = [{"provider": "local/x", "reference": {"steps": []}}, {"provider": "local/x", "reference": None},
+              {"provider": "zero", "reference": None}]  # fmt: skip
+    assert credit_counts(groups) == {"groups": 3, "parsed": 1, "fallbacks": 1}
