@@ -80,8 +80,7 @@ def null_floor_metric() -> Metric:
     """Mean success of the do-nothing agent over the evaluated tasks (harness.floors.null_floor)."""
 
     def compute(scores: list[SampleScore]) -> float:
-        flags = {cluster_of({"task_id": (s.score.metadata or {}).get("task_id")}, s.sample_id):
-                 (s.score.metadata or {}).get("null_success") for s in scores}  # fmt: skip
+        flags = {str(s.sample_id): (s.score.metadata or {}).get("null_success") for s in scores}
         floor = null_floor(flags)
         return float("nan") if floor is None else floor
 
