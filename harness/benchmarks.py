@@ -74,9 +74,9 @@ class Benchmark(Protocol):
 
 class Tau3Airline:
     name = "tau3-airline"
-    has_user = True
     # upstream τ² (tau2-bench run defaults): 200 messages, 10 tool errors, the provider's reply limit
     protocol = EvalProtocol(max_steps=200, max_errors=10, max_tokens=None, user=True)
+    has_user = protocol.user
 
     def __init__(self, opening_line: str | None = None, data_dir: str | None = None):
         from harness.airline.domain import OPENING_LINE, load_domain

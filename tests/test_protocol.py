@@ -31,6 +31,10 @@ def test_each_benchmark_declares_its_protocol_and_overrides_are_named():
     assert changed.to_dict()["default"] == benchmark_protocol("toy").to_dict()
     with pytest.raises(KeyError, match="unknown benchmark"):
         benchmark_protocol("nope")
+    from harness.benchmarks import _REGISTRY, _factory
+
+    for name in _REGISTRY:  # the protocol's `user` is the benchmark's has_user (one fact)
+        assert benchmark_protocol(name).user == _factory(name).has_user
 
 
 def test_task_and_cli_defaults_come_from_the_benchmark():

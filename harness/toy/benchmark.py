@@ -44,8 +44,8 @@ class Toy:
     """
 
     name = "toy"
-    has_user = False
     protocol = EvalProtocol(max_steps=12, max_errors=3, max_tokens=64, user=False)
+    has_user = protocol.user
 
     def __init__(self, levels: str | int | tuple[int, ...] | None = None):
         self.levels = parse_levels(levels)
