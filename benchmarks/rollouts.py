@@ -39,7 +39,7 @@ def main() -> None:
     policy = Policy.load(resolve_local_path(args.model.removeprefix("local/")))
     bench = get_benchmark("toy", levels="0")
     tasks = [(t, 1000 + i) for i, t in enumerate(bench.split_ids("train")[: args.groups])]
-    sampling, loop = Sampling(temperature=1.0, max_new_tokens=40), LoopConfig(max_steps=6, max_errors=1)
+    sampling, loop = Sampling(temperature=1.0, max_tokens=40), LoopConfig(max_steps=6, max_errors=1)
 
     policy.clear_cache()
     t0 = time.perf_counter()

@@ -7,9 +7,48 @@ inspect tasks, `sgcd-bench eval` and the trainers' rollouts share one path to th
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
 from harness.records import Episode
+
+LIMIT_KEYS = ("max_steps", "max_errors", "max_tokens")
+
+
+@dataclass(frozen=True)
+class EvalProtocol:
+    """A benchmark's episode protocol: what every entry point (`sgcd-bench eval`, each `@task`, the
+    experiment runner) uses unless a run overrides it explicitly.
+
+    max_steps: messages per episode; max_errors: tool errors that end one; max_tokens: tokens per
+    model reply (None: the provider's own limit); user: a simulated user takes part."""
+
+    max_steps: int
+    max_errors: int
+    max_tokens: int | None
+    user: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ResolvedProtocol:
+    """The protocol a run uses: the benchmark's, with the explicit overrides applied and named."""
+
+    protocol: EvalProtocol
+    default: EvalProtocol
+    overridden: tuple[str, ...]  # the LIMIT_KEYS whose value differs from the benchmark's
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's protocol block."""
+        return {**self.protocol.to_dict(), "overridden": list(self.overridden), "default": self.default.to_dict()}
+
+    def row_columns(self) -> dict[str, Any]:
+        """The protocol columns of every result row."""
+        p = self.protocol
+        return {"max_steps": p.max_steps, "max_errors": p.max_errors, "max_tokens": p.max_tokens,
+                "protocol_overrides": ",".join(self.overridden)}  # fmt: skip
 
 
 class Benchmark(Protocol):
@@ -35,7 +74,9 @@ class Benchmark(Protocol):
 
 class Tau3Airline:
     name = "tau3-airline"
-    has_user = True
+    # upstream τ² (tau2-bench run defaults): 200 messages, 10 tool errors, the provider's reply limit
+    protocol = EvalProtocol(max_steps=200, max_errors=10, max_tokens=None, user=True)
+    has_user = protocol.user
 
     def __init__(self, opening_line: str | None = None, data_dir: str | None = None):
         from harness.airline.domain import OPENING_LINE, load_domain
@@ -91,6 +132,11 @@ def _appworld(**kwargs: Any) -> Benchmark:
 
 _toy.target = "harness.toy.benchmark:Toy"  # type: ignore[attr-defined]
 _appworld.target = "harness.appworld.benchmark:AppWorld"  # type: ignore[attr-defined]
+# AppWorld's protocol (declared here until harness/appworld/benchmark.py takes it as a class
+# attribute): max_steps caps messages (one agent turn plus its tool result per interaction, so
+# 100 messages ≈ 50 interactions); model code errors are normal results, so max_errors counts only
+# malformed calls.
+_appworld.protocol = EvalProtocol(max_steps=100, max_errors=50, max_tokens=2048, user=False)  # type: ignore[attr-defined]
 
 
 _REGISTRY: dict[str, Callable[..., Benchmark]] = {"tau3-airline": Tau3Airline, "toy": _toy, "appworld": _appworld}
@@ -101,10 +147,9 @@ def register(name: str, factory: Callable[..., Benchmark]) -> None:
     _REGISTRY[name] = factory
 
 
-def benchmark_params(name: str) -> list[str] | None:
-    """The keyword arguments benchmark `name` takes (its -B keys); None if it takes any."""
+def _factory(name: str) -> Any:
+    """The class (or factory) registered as `name`, its lazy target imported; no instance built."""
     import importlib
-    import inspect
 
     if name not in _REGISTRY:
         raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(_REGISTRY))}")
@@ -112,6 +157,34 @@ def benchmark_params(name: str) -> list[str] | None:
     if target := getattr(factory, "target", None):
         module, attr = target.split(":")
         factory = getattr(importlib.import_module(module), attr)
+    return factory
+
+
+def benchmark_protocol(name: str) -> EvalProtocol:
+    """Benchmark `name`'s own protocol (its class attribute `protocol`), without building it."""
+    registered = _REGISTRY.get(name)
+    proto = getattr(registered, "protocol", None) or getattr(_factory(name), "protocol", None)
+    if not isinstance(proto, EvalProtocol):
+        raise KeyError(f"benchmark {name!r} declares no protocol; give its class a "
+                       "`protocol = EvalProtocol(max_steps=..., max_errors=..., max_tokens=..., user=...)`")  # fmt: skip
+    return proto
+
+
+def resolve_protocol(name: str, max_steps: int | None = None, max_errors: int | None = None,
+                     max_tokens: int | None = None) -> ResolvedProtocol:  # fmt: skip
+    """Benchmark `name`'s protocol with each limit that is given (not None) put in its place."""
+    default = benchmark_protocol(name)
+    given = {k: v for k, v in zip(LIMIT_KEYS, (max_steps, max_errors, max_tokens), strict=True) if v is not None}
+    used = replace(default, **given)
+    overridden = tuple(k for k in LIMIT_KEYS if getattr(used, k) != getattr(default, k))
+    return ResolvedProtocol(used, default, overridden)
+
+
+def benchmark_params(name: str) -> list[str] | None:
+    """The keyword arguments benchmark `name` takes (its -B keys); None if it takes any."""
+    import inspect
+
+    factory = _factory(name)
     params = inspect.signature(factory).parameters.values()
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return None

@@ -85,9 +85,11 @@ def score_cmd(benchmark: str, input_path: Path, output_path: Path, data_dir: Pat
 @click.option("--base-seed", default=0, show_default=True, type=int, help="Epoch e uses seed base_seed + e - 1.")
 @click.option("--temperature", default=0.0, show_default=True, type=float)
 @click.option("--limit", default=None, type=int, help="The first N tasks of the split, in file order.")
-@click.option("--max-steps", default=200, show_default=True, type=int, help="Messages per episode.")
-@click.option("--max-errors", default=10, show_default=True, type=int, help="Tool errors that end an episode.")
-@click.option("--max-tokens", default=None, type=int, help="Tokens per model reply.")
+@click.option("--max-steps", default=None, type=int,
+              help="Messages per episode (default: the benchmark's protocol; a different value is recorded).")
+@click.option("--max-errors", default=None, type=int,
+              help="Tool errors that end an episode (default: the benchmark's protocol).")
+@click.option("--max-tokens", default=None, type=int, help="Tokens per model reply (default: the benchmark's protocol).")
 @click.option("--pass-k", "pass_k", multiple=True, type=int, help="k for pass^k (default: 1..seeds).")
 @click.option("--max-samples", default=None, type=int, help="Episodes run concurrently.")
 @click.option("-M", "--model-arg", "model_args", multiple=True, help="KEY=VALUE for the model provider.")

@@ -25,6 +25,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from harness.metrics import check_pass_k
+
 COMPONENT_COLUMNS = {"tau3-airline": ["db_match", "communicate_ok"], "appworld": ["tests_passed"],
                      "toy": ["lookups_ok", "submitted", "answer_ok"]}  # fmt: skip
 BASE_COLUMNS = [
@@ -33,6 +35,8 @@ BASE_COLUMNS = [
 ]  # fmt: skip
 TAIL_COLUMNS = ["turns", "tool_calls", "tool_errors", "input_tokens", "output_tokens", "seconds",
                 "user_input_tokens", "user_output_tokens"]  # fmt: skip
+# the protocol each row ran under (the values used) and which limits the run overrode
+PROTOCOL_COLUMNS = ["max_steps", "max_errors", "max_tokens", "protocol_overrides"]
 
 
 @dataclass
@@ -45,8 +49,8 @@ class EvalConfig:
     base_seed: int = 0
     temperature: float = 0.0
     limit: int | None = None
-    max_steps: int = 200
-    max_errors: int = 10
+    max_steps: int | None = None  # None: the benchmark's protocol (harness.benchmarks)
+    max_errors: int | None = None
     max_tokens: int | None = None
     pass_k: list[int] = field(default_factory=list)
     max_samples: int | None = None
@@ -59,6 +63,12 @@ class EvalConfig:
         from harness.benchmarks import get_benchmark
 
         return get_benchmark(self.benchmark, **self.benchmark_args)
+
+    def protocol(self):
+        """The benchmark's protocol with this run's explicit limits in place (ResolvedProtocol)."""
+        from harness.benchmarks import resolve_protocol
+
+        return resolve_protocol(self.benchmark, self.max_steps, self.max_errors, self.max_tokens)
 
     @property
     def resolved_user_model(self) -> str:
@@ -89,9 +99,10 @@ def check_config(cfg: EvalConfig) -> None:
             f"{cfg.seeds} seeds at temperature 0 with a local model would repeat the same episode "
             f"{cfg.seeds} times (greedy decoding is deterministic). Set --temperature above 0, or use --seeds 1."
         )
-    bad = [k for k in cfg.pass_k if not 1 <= k <= cfg.seeds]
-    if bad:
-        raise EvalConfigError(f"pass^k needs 1 <= k <= seeds; got k={bad} with {cfg.seeds} seed(s)")
+    try:
+        check_pass_k(cfg.pass_k, cfg.seeds)
+    except ValueError as e:
+        raise EvalConfigError(str(e)) from None
     if cfg.limit is not None and cfg.limit < 1:
         raise EvalConfigError(f"--limit must be at least 1; got {cfg.limit}")
 
@@ -169,8 +180,8 @@ def run_identity(cfg: EvalConfig) -> dict[str, Any]:
     ident = {
         "benchmark": bench.name, "split": cfg.split, "model": cfg.model, "user_model": cfg.resolved_user_model,
         "seeds": [cfg.base_seed + e for e in range(cfg.seeds)], "temperature": cfg.temperature,
-        "task_ids": _task_ids(cfg), "max_steps": cfg.max_steps, "max_errors": cfg.max_errors,
-        "max_tokens": cfg.max_tokens, "model_args": model_args, "benchmark_args": cfg.benchmark_args,
+        "task_ids": _task_ids(cfg), **{k: v for k, v in cfg.protocol().protocol.to_dict().items() if k != "user"},
+        "model_args": model_args, "benchmark_args": cfg.benchmark_args,
         "data": data,
     }  # fmt: skip
     return json.loads(json.dumps(redact(ident), default=str))
@@ -253,6 +264,7 @@ def write_manifest(out_dir: Path, cfg: EvalConfig, extra: dict[str, Any]) -> dic
 
     bench = cfg.bench()
     bench_manifest = bench.manifest()
+    protocol = cfg.protocol()
     manifest = {
         "kind": "eval",
         "benchmark": bench.name,  # e.g. appworld-fixture: never labelled as the real benchmark
@@ -263,9 +275,10 @@ def write_manifest(out_dir: Path, cfg: EvalConfig, extra: dict[str, Any]) -> dic
         "user_model_label": describe_model(cfg.resolved_user_model),
         "temperature": cfg.temperature,
         "seeds": [cfg.base_seed + e for e in range(cfg.seeds)],
-        "max_steps": cfg.max_steps,
-        "max_errors": cfg.max_errors,
-        "max_tokens": cfg.max_tokens,
+        "max_steps": protocol.protocol.max_steps,
+        "max_errors": protocol.protocol.max_errors,
+        "max_tokens": protocol.protocol.max_tokens,
+        "protocol": protocol.to_dict(),  # the values used, which were overridden, the benchmark's own
         "task_ids": _task_ids(cfg),
         "config": asdict(cfg),
         "run_identity": run_identity(cfg),
@@ -484,7 +497,8 @@ def results_from_logs(log_dir: Path, cfg: EvalConfig) -> list[dict[str, Any]]:
                 detail = sample.error.message if sample.error else "the sample ended without a score"
                 meta = {"task_id": key[0], "epoch": key[1], "seed": epoch_seed(cfg.base_seed, key[1]),
                         "temperature": cfg.temperature, "reward": 0.0, "success": False,
-                        "end_reason": "infra_error", "infra_error": True, "end_detail": detail}  # fmt: skip
+                        "end_reason": "infra_error", "infra_error": True, "end_detail": detail,
+                        **cfg.protocol().row_columns()}  # fmt: skip
                 rows[key] = tidy_row(meta, cfg)
     return [rows[k] for k in sorted(rows, key=lambda k: (_num(k[0]), k[1]))]
 
@@ -513,6 +527,8 @@ def tidy_row(meta: dict[str, Any], cfg: EvalConfig) -> dict[str, Any]:
         row[comp] = meta.get("components", {}).get(comp)
     for col in TAIL_COLUMNS:
         row[col] = meta.get(col)
+    for col in PROTOCOL_COLUMNS:  # what the episode ran under, as the task recorded it
+        row[col] = meta.get(col)
     # the checks a failed episode did not pass, by name (AppWorld: its failed tests' requirements)
     failures = (meta.get("info") or {}).get("failures") or []
     row["failed_checks"] = " | ".join(str(f.get("requirement") or "unnamed test")[:120] for f in failures if isinstance(f, dict)) or None
@@ -522,7 +538,8 @@ def tidy_row(meta: dict[str, Any], cfg: EvalConfig) -> dict[str, Any]:
 
 
 def result_columns(cfg: EvalConfig) -> list[str]:
-    return [*BASE_COLUMNS, *COMPONENT_COLUMNS.get(cfg.benchmark, []), *TAIL_COLUMNS, "null_success", "write_required"]
+    return [*BASE_COLUMNS, *COMPONENT_COLUMNS.get(cfg.benchmark, []), *TAIL_COLUMNS, *PROTOCOL_COLUMNS,
+            "failed_checks", "null_success", "write_required"]  # fmt: skip
 
 
 def write_results(out_dir: Path, rows: list[dict[str, Any]], cfg: EvalConfig | None = None) -> None:

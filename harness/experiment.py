@@ -71,8 +71,8 @@ class EvalTable:
     temperature: float = 0.0
     limit: int | None = None
     user_model: str | None = None
-    max_steps: int = 200
-    max_errors: int = 10
+    max_steps: int | None = None  # None: the benchmark's protocol (harness.benchmarks)
+    max_errors: int | None = None
     max_tokens: int | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
 
@@ -84,8 +84,9 @@ class EvalTable:
         at_least("base_seed", self.base_seed, 0)
         at_least("temperature", self.temperature, 0)
         at_least("limit", self.limit, 1, allow_none=True)
-        at_least("max_steps", self.max_steps, 1)
-        at_least("max_errors", self.max_errors, 1)
+        for key in ("max_steps", "max_errors"):  # omitted: the benchmark's protocol
+            if getattr(self, key) is not None:
+                at_least(key, getattr(self, key), 1)
         at_least("max_tokens", self.max_tokens, 1, allow_none=True)
 
 
@@ -408,7 +409,7 @@ class Experiment:
 
     def _credit_used(self) -> str:
         """Each SGCD method's provider as its credit files recorded it, and how many groups got a
-        parsed reference, summed over training seeds (sgcd/audit.py reads the files)."""
+        parsed reference or fell back, summed over training seeds (sgcd/audit.py counts them)."""
         from sgcd.audit import summarize_audit
 
         parts = []
@@ -417,10 +418,9 @@ class Experiment:
                 continue
             audits = [summarize_audit(self.dir / "train" / f"{m.name}-s{seed}" / "train") for seed in self.cfg.train_seeds]
             audits = [a for a in audits if a is not None]
-            groups, parsed = sum(a["groups"] for a in audits), sum(a["parsed"] for a in audits)
+            groups, parsed, fallbacks = (sum(a[k] for a in audits) for k in ("groups", "parsed", "fallbacks"))
             recorded = sorted({a["provider"] for a in audits if a["provider"]})
             provider = ", ".join(recorded) or m.algo_config.get("provider", "local/smollm2")
-            fallbacks = 0 if provider == "zero" else groups - parsed  # `zero` gives no reference by design
             parts.append(f"{m.name}: {provider} — a parsed reference for {parsed} of {groups} groups, "
                          f"{fallbacks} fell back to zero credit")  # fmt: skip
         return "; ".join(parts) if parts else "none"
@@ -437,7 +437,7 @@ class Experiment:
         trains = [r for r in ran if r["kind"] == "train" and r is not warm]
         evals = [r for r in ran if r["kind"] == "eval"]
         budget = {k: _same_or_each([r["config"][k] for r in trains]) for k in BUDGET_KEYS}
-        protocol = {k: _same_or_each([r["config"][k] for r in evals]) for k in PROTOCOL_KEYS}
+        protocol = {k: _same_or_each([_protocol_value(r["config"], k) for r in evals]) for k in PROTOCOL_KEYS}
         algos = {}
         for r in trains:
             c = r["config"]
@@ -465,6 +465,16 @@ BUDGET_KEYS = ("updates", "groups_per_update", "group_size", "max_groups_sampled
                "temperature", "max_new_tokens", "max_steps", "ppo_epochs")  # fmt: skip
 PROTOCOL_KEYS = ("split", "seeds", "base_seed", "temperature", "limit", "user_model", "max_steps", "max_errors",
                  "max_tokens")  # fmt: skip
+
+
+def _protocol_value(config: dict[str, Any], key: str) -> Any:
+    """An eval piece's setting; a limit it left to the benchmark is the benchmark's protocol value."""
+    from harness.benchmarks import LIMIT_KEYS, resolve_protocol
+
+    if key in LIMIT_KEYS:
+        limits = {k: config.get(k) for k in LIMIT_KEYS}
+        return getattr(resolve_protocol(config["benchmark"], **limits).protocol, key)
+    return config[key]
 
 
 def _same_or_each(values: list[Any]) -> Any:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from inspect_ai.model import (
@@ -33,7 +32,7 @@ from inspect_ai.util import JSONSchema
 from pydantic import BaseModel
 
 from harness.loop import Reply, tool_call_from_text
-from harness.records import InfraError, Message, ToolCall
+from harness.records import InfraError, Message, Sampling, ToolCall
 
 _GUARDED = "_sgcd_scrubbed"
 
@@ -179,21 +178,17 @@ def from_inspect_call(c: InspectToolCall) -> ToolCall:
     return tool_call_from_text(c.id, c.function, c.arguments)
 
 
-@dataclass
-class Sampling:
-    """What every model call of one episode sends: the epoch's seed and the temperature."""
-
-    seed: int | None = None
-    temperature: float = 0.0
-    max_tokens: int | None = None
-
-    def config(self) -> GenerateConfig:
-        return GenerateConfig(seed=self.seed, temperature=self.temperature, max_tokens=self.max_tokens)
+def generate_config(sampling: Sampling) -> GenerateConfig:
+    """What every model call of one episode sends: the epoch's seed, the temperature, the reply
+    limit (and top_p when it is not 1)."""
+    top_p = None if sampling.top_p == 1.0 else sampling.top_p
+    return GenerateConfig(seed=sampling.seed, temperature=sampling.temperature, max_tokens=sampling.max_tokens,
+                          top_p=top_p)  # fmt: skip
 
 
 async def _generate(model: Model, chat: list[ChatMessage], tools: list[ToolInfo], sampling: Sampling, who: str):
     try:
-        output = await model.generate(chat, tools=tools, config=sampling.config())
+        output = await model.generate(chat, tools=tools, config=generate_config(sampling))
     except Exception as e:  # a crashed or unreachable model server is not the agent's doing
         raise InfraError(f"{who} model {model.name} failed: {type(e).__name__}: {e}") from e
     if not output.choices:  # a malformed reply, like a body that is not JSON

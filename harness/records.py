@@ -156,6 +156,20 @@ class Outcome:
         return d
 
 
+@dataclass
+class Sampling:
+    """How every model call of an episode samples: one record for evaluation (sent to inspect
+    models as their GenerateConfig) and training rollouts (the Policy's generate arguments).
+
+    max_tokens: tokens per reply (None: the model's own default); seed: the eval epoch's seed
+    (rollouts derive one per turn from their own)."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int | None = None
+    seed: int | None = None
+
+
 REWARD_RANGE = (0.0, 1.0)  # every benchmark's Outcome.reward; reports refuse rows outside it
 
 

@@ -11,14 +11,16 @@ from collections import Counter, defaultdict
 from dataclasses import asdict
 from typing import Any
 
-from harness.metrics import flip_rate, pass_hat_k_mean
+from harness.floors import null_floor
+from harness.metrics import clustered_se, flip_rate, pass_hat_k_mean
 from harness.provenance import provenance_lines
 
 
 def summarize(rows: list[dict[str, Any]], pass_k: list[int]) -> dict[str, Any]:
     """pass@1 is the mean over tasks of each task's mean reward over seeds; its standard error
-    is clustered by task (the SD of task means over √n_tasks). Infra errors are left out and
-    counted."""
+    is harness.metrics.clustered_se over those task means, clustered by scenario where the rows
+    have one (AppWorld), else by task (the SD of task means over √n_tasks), as in the reports.
+    Infra errors are left out and counted."""
     scored = [r for r in rows if not r["infra_error"]]
     by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in scored:
@@ -26,12 +28,14 @@ def summarize(rows: list[dict[str, Any]], pass_k: list[int]) -> dict[str, Any]:
     task_means = [sum(r["reward"] for r in rs) / len(rs) for rs in by_task.values()]
     n = len(task_means)
     mean = sum(task_means) / n if n else float("nan")
-    se = math.sqrt(sum((m - mean) ** 2 for m in task_means) / (n - 1) / n) if n > 1 else float("nan")
+    scenarios = [rs[0].get("scenario_id") or "" for rs in by_task.values()]
+    se = clustered_se(task_means, scenarios if any(scenarios) else None)
     out: dict[str, Any] = {
         "n_tasks": n,
         "n_rows": len(rows),
         "pass@1": mean,
         "pass@1_se": se,
+        "se_cluster_by": "scenario" if any(scenarios) else "task",
         "end_reasons": dict(Counter(r["end_reason"] for r in rows)),
         "infra_errors": len(rows) - len(scored),
     }
@@ -46,9 +50,9 @@ def summarize(rows: list[dict[str, Any]], pass_k: list[int]) -> dict[str, Any]:
     flips = flip_rate({t: [r["success"] for r in rs] for t, rs in by_task.items()})
     if flips is not None:
         out["flip_rate"] = asdict(flips)
-    floors = {t: rs[0].get("null_success") for t, rs in by_task.items()}
-    if floors and all(v is not None for v in floors.values()):
-        out["null_floor"] = sum(bool(v) for v in floors.values()) / len(floors)
+    floor = null_floor({t: rs[0].get("null_success") for t, rs in by_task.items()})
+    if floor is not None:
+        out["null_floor"] = floor
     if any(r.get("scenario_id") for r in rows):  # AppWorld: TGC and SGC per seed, mean ± SD
         from harness.appworld.metrics import metrics_by_seed
 
@@ -76,13 +80,16 @@ def summary_markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
         "",
         "| metric | value |",
         "|---|---|",
-        f"| pass@1 (± SE clustered by task) | {summary['pass@1']:.3f} ± {summary['pass@1_se']:.3f} |",
+        f"| pass@1 (± SE clustered by {summary.get('se_cluster_by', 'task')}) | "
+        f"{summary['pass@1']:.3f} ± {summary['pass@1_se']:.3f} |",
     ]
     for key in sorted(k for k in summary if k.startswith("pass^")):
         lines.append(f"| {key} | {summary[key]:.3f} |")
     for key, label in (("tgc", "TGC"), ("sgc", "SGC")):
         if f"{key}_mean" in summary:
-            lines.append(f"| {label} (mean ± SD over seeds) | {summary[f'{key}_mean']:.1f} ± {summary[f'{key}_sd']:.1f} |")
+            sd = summary[f"{key}_sd"]
+            spread = "no SD (one seed)" if math.isnan(sd) else f"{sd:.1f}"
+            lines.append(f"| {label} (mean ± SD over seeds) | {summary[f'{key}_mean']:.1f} ± {spread} |")
     if "flip_rate" in summary:
         f = summary["flip_rate"]
         lines.append(f"| flip rate: tasks whose success differs between seeds (95% CI over tasks) | "

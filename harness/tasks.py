@@ -25,13 +25,15 @@ from inspect_ai.scorer import (
     metric,
     score_reducer,
     scorer,
-    stderr,
 )
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
-from harness.inspect_bridge import InspectAgent, InspectUser, Sampling, guard_model, scrub, to_chat
+from harness.benchmarks import ResolvedProtocol, resolve_protocol
+from harness.floors import null_floor
+from harness.inspect_bridge import InspectAgent, InspectUser, guard_model, scrub, to_chat
 from harness.loop import LoopConfig, run_episode
-from harness.metrics import pass_hat_k
+from harness.metrics import check_pass_k, clustered_se, pass_hat_k
+from harness.records import Sampling, is_success
 
 OUTCOME_KEY = "sgcd_outcome"
 
@@ -46,7 +48,7 @@ def pass_hat(k: int) -> ScoreReducer:
     """pass^k over a sample's epochs (success = reward 1), via harness.metrics.pass_hat_k."""
 
     def reduce(scores: list[Score]) -> Score:
-        flags = [float(s.value) >= 1.0 - 1e-6 for s in scores]
+        flags = [is_success(float(s.value)) for s in scores]
         meta = scores[0].metadata if scores else None
         if len(flags) < k:  # inspect also reduces partial epochs for its live display
             return Score(value=float("nan"), metadata=meta)
@@ -55,14 +57,32 @@ def pass_hat(k: int) -> ScoreReducer:
     return reduce
 
 
-@metric
-def null_floor() -> Metric:
-    """Mean success of the do-nothing agent over the evaluated tasks."""
+def cluster_of(meta: dict[str, Any] | None, fallback: Any) -> str:
+    """The cluster a task's score belongs to: its scenario where it has one, else the task."""
+    meta = meta or {}
+    return str(meta.get("scenario_id") or meta.get("task_id") or fallback)
+
+
+@metric(name="stderr")
+def clustered_stderr() -> Metric:
+    """pass@1's standard error over the per-task means, clustered by scenario where there is one
+    (else by task): harness.metrics.clustered_se, the one the summary and the reports use."""
 
     def compute(scores: list[SampleScore]) -> float:
-        flags = [s.score.metadata.get("null_success") for s in scores if s.score.metadata]
-        flags = [f for f in flags if f is not None]
-        return sum(flags) / len(flags) if flags else float("nan")
+        values = [float(s.score.value) for s in scores]
+        return clustered_se(values, [cluster_of(s.score.metadata, s.sample_id) for s in scores])
+
+    return compute
+
+
+@metric(name="null_floor")
+def null_floor_metric() -> Metric:
+    """Mean success of the do-nothing agent over the evaluated tasks (harness.floors.null_floor)."""
+
+    def compute(scores: list[SampleScore]) -> float:
+        flags = {str(s.sample_id): (s.score.metadata or {}).get("null_success") for s in scores}
+        floor = null_floor(flags)
+        return float("nan") if floor is None else floor
 
     return compute
 
@@ -78,7 +98,7 @@ def write_required_mean() -> Metric:
     return compute
 
 
-@scorer(metrics=[mean(), stderr(cluster="task_id"), null_floor(), write_required_mean()])
+@scorer(metrics=[mean(), clustered_stderr(), null_floor_metric(), write_required_mean()])
 def outcome_scorer() -> Scorer:
     """Reports the Outcome the benchmark's own evaluator gave at the end of the episode."""
 
@@ -96,16 +116,17 @@ def conversation(
     benchmark: str,
     temperature: float = 0.0,
     seed: int = 0,
-    max_steps: int = 200,
-    max_errors: int = 10,
-    max_tokens: int | None = None,
+    protocol: ResolvedProtocol | None = None,
     benchmark_args: dict[str, Any] | None = None,
 ) -> Solver:
-    """Run the whole episode (agent, tools, user) with the shared loop and store its Outcome."""
+    """Run the whole episode (agent, tools, user) with the shared loop and store its Outcome,
+    with the protocol it ran under (the benchmark's, unless overridden)."""
     from harness.benchmarks import get_benchmark
 
     bench = get_benchmark(benchmark, **(benchmark_args or {}))
-    cfg = LoopConfig(max_steps=max_steps, max_errors=max_errors)
+    protocol = protocol or resolve_protocol(benchmark)
+    limits = protocol.protocol
+    cfg = LoopConfig(max_steps=limits.max_steps, max_errors=limits.max_errors)
     # A benchmark with a fixed number of environment servers (AppWorld's pool) runs at most that
     # many episodes at once; more would hold worker threads waiting for a server (a deadlock).
     limit = getattr(bench, "max_concurrent", None)
@@ -120,7 +141,7 @@ def conversation(
 
     async def _solve(state: TaskState) -> TaskState:
         task_id = str(state.metadata["task_id"])
-        sampling = Sampling(seed=epoch_seed(seed, state.epoch), temperature=temperature, max_tokens=max_tokens)
+        sampling = Sampling(seed=epoch_seed(seed, state.epoch), temperature=temperature, max_tokens=limits.max_tokens)
         agent_model = guard_model(get_model())
         agent = InspectAgent(agent_model, sampling)
         user = InspectUser(guard_model(get_model(role="user", default=agent_model)), sampling) if bench.has_user else None
@@ -142,6 +163,7 @@ def conversation(
             user_output_tokens=result.user_output_tokens,
             seconds=round(result.seconds, 3),
             attempts=result.attempts,
+            **protocol.row_columns(),
             **bench.task_facts(task_id),
         )
         state.store.set(OUTCOME_KEY, scrub(out))
@@ -151,29 +173,25 @@ def conversation(
     return solve
 
 
-def check_epochs(epochs: int, pass_k: list[int]) -> None:
-    bad = [k for k in pass_k if not 1 <= k <= epochs]
-    if bad:
-        raise ValueError(f"pass^k needs 1 <= k <= seeds; got k={bad} with {epochs} seed(s)")
-
-
 def benchmark_task(
     benchmark: str,
     split: str,
     seeds: int,
     temperature: float,
     seed: int,
-    max_steps: int,
-    max_errors: int,
+    max_steps: int | None,
+    max_errors: int | None,
     max_tokens: int | None,
     limit: int | None,
     pass_k: list[int] | None,
     benchmark_args: dict[str, Any] | None = None,
 ) -> Task:
+    """The inspect Task of `benchmark`; a limit left None is the benchmark's own (its protocol)."""
     from harness.benchmarks import get_benchmark
 
     pass_k = sorted(set(pass_k or range(1, seeds + 1)))
-    check_epochs(seeds, pass_k)
+    check_pass_k(pass_k, seeds)
+    protocol = resolve_protocol(benchmark, max_steps, max_errors, max_tokens)
     bench = get_benchmark(benchmark, **(benchmark_args or {}))
     ids = bench.split_ids(split)
     if limit is not None:
@@ -184,12 +202,12 @@ def benchmark_task(
     ]
     return Task(
         dataset=MemoryDataset(samples, name=f"{benchmark}-{split}"),
-        solver=conversation(benchmark, temperature, seed, max_steps, max_errors, max_tokens, benchmark_args),
+        solver=conversation(benchmark, temperature, seed, protocol, benchmark_args),
         scorer=outcome_scorer(),
         epochs=Epochs(seeds, ["mean", *[pass_hat(k) for k in pass_k]]),
         name=benchmark.replace("-", "_"),
         metadata={"benchmark": benchmark, "split": split, "seeds": seeds, "base_seed": seed, "temperature": temperature,
-                  "max_steps": max_steps, "max_errors": max_errors, "max_tokens": max_tokens},  # fmt: skip
+                  **protocol.protocol.to_dict(), "protocol": protocol.to_dict()},  # fmt: skip
     )
 
 
@@ -199,14 +217,15 @@ def tau3_airline(
     seeds: int = 1,
     temperature: float = 0.0,
     seed: int = 0,
-    max_steps: int = 200,
-    max_errors: int = 10,
+    max_steps: int | None = None,
+    max_errors: int | None = None,
     max_tokens: int | None = None,
     limit: int | None = None,
     pass_k: list[int] | None = None,
     opening_line: str | None = None,
 ) -> Task:
-    """τ³-airline: the agent with the 14 tools and the policy; a simulated user; the official scorer."""
+    """τ³-airline: the agent with the 14 tools and the policy; a simulated user; the official scorer.
+    Limits left out are the benchmark's protocol (upstream τ²: 200 messages, 10 tool errors)."""
     args = {"opening_line": opening_line} if opening_line is not None else None
     return benchmark_task("tau3-airline", split, seeds, temperature, seed, max_steps, max_errors, max_tokens,
                           limit, pass_k, args)  # fmt: skip
@@ -218,14 +237,15 @@ def toy(
     seeds: int = 1,
     temperature: float = 0.0,
     seed: int = 0,
-    max_steps: int = 12,
-    max_errors: int = 3,
-    max_tokens: int | None = 64,
+    max_steps: int | None = None,
+    max_errors: int | None = None,
+    max_tokens: int | None = None,
     limit: int | None = None,
     pass_k: list[int] | None = None,
     levels: str | None = None,
 ) -> Task:
-    """The embedded toy benchmark: look values up with a tool, submit the answer; no user."""
+    """The embedded toy benchmark: look values up with a tool, submit the answer; no user.
+    Limits left out are the benchmark's protocol (12 messages, 3 tool errors, 64 tokens)."""
     args = {"levels": levels} if levels is not None else None
     return benchmark_task("toy", split, seeds, temperature, seed, max_steps, max_errors, max_tokens, limit,
                           pass_k, args)  # fmt: skip
@@ -237,17 +257,16 @@ def appworld(
     seeds: int = 1,
     temperature: float = 0.0,
     seed: int = 0,
-    max_steps: int = 100,
-    max_errors: int = 50,
-    max_tokens: int | None = 2048,
+    max_steps: int | None = None,
+    max_errors: int | None = None,
+    max_tokens: int | None = None,
     limit: int | None = None,
     pass_k: list[int] | None = None,
     servers: int = 1,
 ) -> Task:
     """AppWorld: execute_code against an out-of-process world; TGC/SGC from AppWorld's tests.
 
-    max_steps caps messages (an interaction is one agent turn plus its tool result, so 100
-    messages ≈ 50 interactions); model code errors are normal results, so max_errors counts
-    only malformed calls. Run at most `servers` samples at once (`--max-samples`)."""
+    Limits left out are the benchmark's protocol (100 messages ≈ 50 interactions, 50 malformed
+    calls, 2048 tokens). Run at most `servers` samples at once (`--max-samples`)."""
     return benchmark_task("appworld", split, seeds, temperature, seed, max_steps, max_errors, max_tokens, limit,
                           pass_k, {"servers": servers})  # fmt: skip

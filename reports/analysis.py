@@ -1,7 +1,9 @@
 """From loaded runs to numbers: one-run summaries, paired comparisons, training-seed aggregates.
 
 Tidy rows -> infra errors dropped (counted) -> per-task means over eval seeds -> reports.stats /
-reports.seeds. pass^k comes from harness.metrics and the null floor from harness.floors.
+reports.seeds. pass^k and the clustered SE come from harness.metrics and the null floor from
+harness.floors.null_floor over the `null_success` column eval wrote (a table without that column,
+not written by `sgcd-bench eval`, gets it from the benchmark's data where a floor is defined).
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harness import metrics
 from harness.metrics import pass_hat_k_mean
+from reports import METRICS, stats
 from reports import seeds as seedstats
-from reports import stats
 from reports.stats import Interval, PairedResult
 from reports.tidy import Run, drop_infra, is_binary, task_scenarios, task_seed_matrix
 
-METRICS = ("reward", "success")
 MAX_PASS_K = 8
 
 
@@ -76,42 +78,30 @@ def _clusters(scenarios: pd.Series | None, task_ids: pd.Index) -> np.ndarray | N
 
 
 def group_success(df: pd.DataFrame, scenario_tasks: dict[str, set[str]]) -> GroupMetric | None:
-    """SGC: per eval seed, the share of scenarios whose tasks all succeeded; mean, SD over seeds.
+    """SGC: per eval seed, the share of scenarios whose tasks all succeeded; mean, SD over seeds
+    (harness.metrics.group_success, the one AppWorld's metrics use).
 
     `df` holds rows without infra errors; a scenario × seed cell missing a task is left out.
     """
     if not scenario_tasks:
         return None
-    shares, incomplete = [], 0
-    for _, rows in df.groupby("rep"):
-        ok = rows.groupby("scenario")["success"].agg(["all", "count"])
-        full = [
-            s
-            for s, tasks in scenario_tasks.items()
-            if s in ok.index and ok.loc[s, "count"] == len(tasks)
-        ]
-        incomplete += len(scenario_tasks) - len(full)
-        if full:
-            shares.append(float(ok.loc[full, "all"].mean()))
-    if not shares:
+    per_seed = {rep: dict(zip(rows["task_id"].astype(str), rows["success"].astype(bool), strict=True))
+                for rep, rows in df.groupby("rep")}  # fmt: skip
+    group_of = {str(t): s for s, tasks in scenario_tasks.items() for t in tasks}
+    g = metrics.group_success(per_seed, group_of)
+    if math.isnan(g.mean):
         return None
-    sd = float(np.std(shares, ddof=1)) if len(shares) > 1 else float("nan")
-    return GroupMetric(
-        "SGC (scenarios with every task passed)",
-        float(np.mean(shares)),
-        sd,
-        len(scenario_tasks),
-        incomplete,
-    )
+    return GroupMetric("SGC (scenarios with every task passed)", g.mean, g.sd, g.n_groups, g.n_incomplete)
 
 
-def null_floor(benchmark: str, task_ids: list[str], data_dir: Path | None = None) -> Floor:
-    """harness.floors.null_floor over these tasks, or a Floor with no value and the reason."""
+def data_floor(benchmark: str, task_ids: list[str], data_dir: Path | None = None) -> Floor:
+    """The floor over these tasks from the benchmark's data (harness.floors.null_successes), for
+    a table without a `null_success` column; or a Floor with no value and the reason."""
     from harness.data import DataError
-    from harness.floors import null_floor as harness_floor
+    from harness.floors import null_floor, null_successes
 
     try:
-        value = harness_floor(benchmark, task_ids, data_dir)
+        value = null_floor(null_successes(benchmark, task_ids, data_dir))
     except DataError as e:
         if data_dir is not None:  # an explicit --data-dir that is missing or corrupt is an error
             raise
@@ -119,6 +109,24 @@ def null_floor(benchmark: str, task_ids: list[str], data_dir: Path | None = None
     except (KeyError, ValueError, OSError, RuntimeError) as e:
         reason = e.args[0] if e.args else repr(e)
         return Floor(None, str(reason))
+    if value is None:
+        return Floor(None, "null floor of no tasks")
+    return Floor(value, f"do-nothing agent's success rate on these {len(task_ids)} tasks")
+
+
+def run_floor(run: Run, task_ids: list[str], data_dir: Path | None = None) -> Floor:
+    """The null-agent floor over `task_ids`: what eval wrote (the rows' `null_success`), else
+    from the benchmark's data (data_floor)."""
+    from harness.floors import null_floor
+
+    df = run.df
+    if "null_success" not in df.columns or df["null_success"].isna().all():
+        return data_floor(run.benchmark, task_ids, data_dir)
+    recorded = df.dropna(subset=["null_success"]).groupby("task_id")["null_success"].first()
+    flags = {str(t): str(v).strip().lower() in ("true", "1", "1.0") for t, v in recorded.items()}
+    value = null_floor({t: flags.get(t) for t in map(str, task_ids)})
+    if value is None:
+        return Floor(None, "some task has no recorded null_success in the results")
     return Floor(value, f"do-nothing agent's success rate on these {len(task_ids)} tasks")
 
 
@@ -178,7 +186,7 @@ def summarize_run(
         ci_boot=stats.bootstrap_interval(x, clusters, rng=rng, n_resamples=n_resamples),
         pass_k=pass_k,
         group=group,
-        floor=null_floor(run.benchmark, list(task_means.index), data_dir),
+        floor=run_floor(run, [str(t) for t in task_means.index], data_dir),
         method=run.label("method"),
         train_seed=run.label("train_seed"),
         notes=notes,

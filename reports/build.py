@@ -47,7 +47,7 @@ def compare_paths(
     h = load_runs([path_a, path_b], opts.common_subset)
     a, b = h.runs
     c = analysis.compare_runs(a, b, opts.metric, rng=opts.seed, n_resamples=opts.n_resamples)
-    c.floor = analysis.null_floor(a.benchmark, c.per_task["task_id"].tolist(), opts.data_dir)
+    c.floor = analysis.run_floor(a, [str(t) for t in c.per_task["task_id"].tolist()], opts.data_dir)
     return c, h
 
 

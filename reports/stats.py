@@ -11,7 +11,8 @@ clustered by scenario. Every routine reduces its input to cluster sums:
 Without clusters every task is its own cluster (S = x, m = 1) and each routine reduces to the
 textbook one (sd/sqrt(n), scipy.stats.ttest_rel, a per-task sign flip, ...); the tests check this.
 scipy does the work where it has the routine (t and normal quantiles, wilcoxon, bootstrap BCa,
-permutation_test, binomtest); the clustered SE and Holm are written out here.
+permutation_test, binomtest); Holm is written out here, and the clustered SE (with its cluster
+sums) is harness.metrics.clustered_se, the one the eval summary and the inspect task use too.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats
+
+from harness.metrics import cluster_sums, clustered_se
 
 ALPHA = 0.05
 POWER = 0.80
@@ -38,33 +41,6 @@ class Interval:
 
     def excludes(self, value: float = 0.0) -> bool:
         return bool(self.low > value or self.high < value)
-
-
-def cluster_sums(
-    values: np.ndarray, clusters: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """values (n,), clusters (n,) labels or None -> (S (G,), m (G,)): per-cluster sums and sizes."""
-    x = np.asarray(values, dtype=float)
-    if clusters is None:
-        return x, np.ones_like(x)
-    _, inverse = np.unique(np.asarray(clusters, dtype=str), return_inverse=True)
-    return np.bincount(inverse, weights=x), np.bincount(inverse).astype(float)
-
-
-def clustered_se(values: np.ndarray, clusters: np.ndarray | None = None) -> float:
-    """Cluster-robust standard error of the mean of `values` (n,).
-
-        SE² = G/(G-1) · Σ_g (S_g - m_g·mean)² / n²
-
-    (CR1, as statsmodels' OLS on a constant with cov_type="cluster"). One task per cluster gives
-    SE² = Σ (x_i - mean)² / ((n-1)·n) = sd²/n.
-    """
-    s, m = cluster_sums(values, clusters)
-    g, n = len(s), m.sum()
-    if g < 2:
-        return float("nan")
-    mean = s.sum() / n
-    return float(np.sqrt(g / (g - 1) * np.sum((s - m * mean) ** 2)) / n)
 
 
 def t_interval(

@@ -17,8 +17,23 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+
+def credit_counts(groups: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """How many credit groups there were, how many got a reference that parsed, and how many fell
+    back to zero credit (no reference from a provider other than `zero`, which gives none by
+    design). Each group is a credit record with "reference" and "provider": the one count the
+    training step's metrics, the audit and the experiment header use."""
+    out = {"groups": 0, "parsed": 0, "fallbacks": 0}
+    for g in groups:
+        ref = g.get("reference")
+        out["groups"] += 1
+        out["parsed"] += ref is not None
+        out["fallbacks"] += ref is None and g.get("provider") != "zero"
+    return out
 
 
 def _steps(ref: dict[str, Any] | None) -> dict[tuple[int, int], float]:
@@ -34,7 +49,8 @@ def summarize_audit(train_dir: Path) -> dict[str, Any] | None:
     files = sorted(Path(train_dir).glob("credit/step-*.json"), key=lambda p: int(p.stem.split("-")[1]))
     if not files:
         return None
-    groups = parsed = turns_total = turns_credited = 0
+    turns_total = turns_credited = 0
+    all_groups: list[dict[str, Any]] = []
     credits, successes, main_c, audit_c, w_sd, w_min, w_max = [], [], [], [], [], [], []
     provider = audit_provider = None
     for f in files:
@@ -46,11 +62,9 @@ def summarize_audit(train_dir: Path) -> dict[str, Any] | None:
             w_max.append(w["weight_max"])
         turns_of = {t["traj"]: t for t in rec.get("trajectories", [])}
         for g in rec.get("groups", []):
-            groups += 1
+            all_groups.append(g)
             provider = provider or g.get("provider")
-            ref = g.get("reference")
-            parsed += ref is not None
-            steps = _steps(ref)
+            steps = _steps(g.get("reference"))
             for local, traj in enumerate(g["trajectories"]):
                 n_turns = int(turns_of.get(traj, {}).get("turns", 0) or 0)
                 turns_total += n_turns
@@ -67,6 +81,8 @@ def summarize_audit(train_dir: Path) -> dict[str, Any] | None:
                 main_c.append(steps[key])
                 audit_c.append(audit[key])
 
+    counts = credit_counts(all_groups)
+
     def corr(x, y, fn):
         if len(x) < 3 or len(set(x)) < 2 or len(set(y)) < 2:
             return None
@@ -76,9 +92,8 @@ def summarize_audit(train_dir: Path) -> dict[str, Any] | None:
         "provider": provider,
         "audit_provider": audit_provider,
         "updates": len(files),
-        "groups": groups,
-        "parsed": parsed,
-        "parsed_share": parsed / groups if groups else None,
+        **counts,
+        "parsed_share": counts["parsed"] / counts["groups"] if counts["groups"] else None,
         "credited_steps": len(credits),
         "credit_success_corr": corr(credits, successes, stats.pearsonr),
         "steps_with_credit_share": turns_credited / turns_total if turns_total else None,

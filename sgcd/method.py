@@ -42,6 +42,7 @@ import torch
 
 from harness.configs import at_least, check_config, one_of, require
 from sgcd.algorithms import Algorithm, register
+from sgcd.audit import credit_counts
 from sgcd.credit import (
     PROVIDER_FORMS,
     ReferenceCache,
@@ -214,9 +215,7 @@ class SGCD(Algorithm):
         self._records = records
         self.last_teacher_rows = rows
         return {
-            "credit_groups": float(len(records)),
-            "credit_parsed": float(sum(r["reference"] is not None for r in records)),
-            "credit_fallbacks": float(sum(r["reference"] is None and r["provider"] != "zero" for r in records)),
+            **{f"credit_{k}": float(v) for k, v in credit_counts(records).items()},
             "teacher_d_abs_mean": float((d.abs() * batch.loss_mask).sum() / batch.loss_mask.sum().clamp(min=1)),
         }
 

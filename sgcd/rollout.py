@@ -18,14 +18,12 @@ from typing import Any
 from harness.batching import BatchGate, run_batched
 from harness.loop import EpisodeResult, LoopConfig, Reply, run_episode
 from harness.policy import Policy, PolicyOutput
-from harness.records import Message
+from harness.records import Message, Sampling
 
 
-@dataclass
-class Sampling:
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 128
+def _limit(sampling: Sampling) -> dict[str, int]:
+    """The Policy's max_new_tokens from the shared Sampling record (its own default when unset)."""
+    return {} if sampling.max_tokens is None else {"max_new_tokens": sampling.max_tokens}
 
 
 async def _reply(policy: Policy, gate: BatchGate | None, system_prompt: str, tools: list[dict[str, Any]],
@@ -46,7 +44,7 @@ class PolicyAgent:
         self.turn += 1
         out = await _reply(
             self.policy, self.gate, system_prompt, tools, messages, temperature=self.sampling.temperature,
-            top_p=self.sampling.top_p, seed=self.seed * 1000 + self.turn, max_new_tokens=self.sampling.max_new_tokens,
+            top_p=self.sampling.top_p, seed=self.seed * 1000 + self.turn, **_limit(self.sampling),
             call_prefix=f"call_{self.turn}",
         )  # fmt: skip
         if out.status == "model_length" and not out.completion_ids:
@@ -68,7 +66,7 @@ class PolicyUser:
     async def __call__(self, system_prompt: str, messages: list[Message]) -> Reply:
         self.turn += 1
         out = await _reply(self.policy, self.gate, system_prompt, [], messages, temperature=self.sampling.temperature,
-                           seed=self.seed * 1000 + 500 + self.turn, max_new_tokens=self.sampling.max_new_tokens)  # fmt: skip
+                           seed=self.seed * 1000 + 500 + self.turn, **_limit(self.sampling))  # fmt: skip
         if out.status == "model_length" and not out.completion_ids:
             return Reply(message=out.message, status="context_overflow", error="user prompt exceeds the context window")
         return Reply(message=Message(role="assistant", content=out.text))
@@ -161,7 +159,7 @@ def evaluate_policy(bench: Any, task_ids: list[str], policy: Policy, loop: LoopC
     """Success rate of the policy on the given tasks (greedy by default), `batch` episodes at a
     time: a quick held-out check for training curves and learning tests; full evaluations go
     through `sgcd-bench eval`."""
-    sampling = Sampling(temperature=temperature, max_new_tokens=max_new_tokens)
+    sampling = Sampling(temperature=temperature, max_tokens=max_new_tokens)
     wins = 0
     for start in range(0, len(task_ids), batch):
         chunk = [(t, seed * 100_000 + start + i) for i, t in enumerate(task_ids[start : start + batch])]

@@ -277,7 +277,7 @@ class Trainer:
             self.bench, self.task_ids, self.policy, groups_per_update=cfg.groups_per_update,
             group_size=cfg.group_size, max_groups_sampled=cfg.max_groups_sampled,
             dynamic_sampling=cfg.dynamic_sampling,
-            sampling=Sampling(cfg.temperature, cfg.top_p, cfg.max_new_tokens),
+            sampling=Sampling(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens),
             loop=LoopConfig(max_steps=cfg.max_steps, max_errors=cfg.max_errors), rng=rng,
             user_policy=self.user_policy,
         )  # fmt: skip

@@ -112,7 +112,7 @@ def test_batched_episodes_match_episodes_run_alone(tiny_model_dir):
     through the gate give the same conversations as each run alone with the same seeds."""
     policy = Policy.load(tiny_model_dir, threads=2)
     bench = get_benchmark("tau3-airline")
-    sampling, loop = Sampling(temperature=1.0, max_new_tokens=8), LoopConfig(max_steps=5)
+    sampling, loop = Sampling(temperature=1.0, max_tokens=8), LoopConfig(max_steps=5)
     runs = [("8", 1), ("3", 2)]
     together = run_episodes(bench, runs, policy, sampling, loop)
     for (tid, seed), res in zip(runs, together, strict=True):

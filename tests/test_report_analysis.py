@@ -116,17 +116,17 @@ def test_null_floor_from_the_airline_data(tmp_path, monkeypatch):
 
     source = _airline_source()
     monkeypatch.setenv("SGCD_DATA_DIR", str(tmp_path))
-    missing = analysis.null_floor("tau3-airline", ["0", "1"])
+    missing = analysis.data_floor("tau3-airline", ["0", "1"])
     assert missing.value is None and "sgcd-bench data pull tau3-airline" in missing.note
     pull("tau3-airline", source=source, dest_dir=tmp_path / "tau3-airline")
-    floor = analysis.null_floor("tau3-airline", [str(i) for i in range(50)])
+    floor = analysis.data_floor("tau3-airline", [str(i) for i in range(50)])
     assert floor.value == pytest.approx(23 / 50)
     df = tidy_table("m", rng=0, n_tasks=50, benchmark="tau3-airline")
     df["task_id"] = df["task_id"].str[1:].astype(int).astype(str)
     s = analysis.summarize_run(_run(df), rng=0, n_resamples=300)
     assert s.floor.value == pytest.approx(0.46)
     assert "null-agent floor of 0.460" in run_verdict(s)
-    unknown = analysis.null_floor("tau3-airline", ["999"])
+    unknown = analysis.data_floor("tau3-airline", ["999"])
     assert unknown.value is None and "unknown τ³-airline task id" in unknown.note
 
 

@@ -117,7 +117,7 @@ def test_loss_mask_covers_exactly_the_policys_own_tokens_in_a_real_conversation(
 
     policy = Policy.load(tiny_model_dir, threads=2)
     bench = get_benchmark("tau3-airline")
-    sampling = Sampling(temperature=1.0, max_new_tokens=8)
+    sampling = Sampling(temperature=1.0, max_tokens=8)
     res = asyncio.run(run_episode(lambda: bench.episode("8"), PolicyAgent(policy, sampling, 1),
                                   PolicyUser(policy, sampling, 1), LoopConfig(max_steps=7)))  # fmt: skip
     turns = [(t["prompt_ids"], t["completion_ids"]) for t in res.traces]

@@ -21,6 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.metrics import group_success, sd_over_seeds
+
 
 def scenario_id(task_id: str) -> str:
     """The scenario of an AppWorld task id: "50e1ac9_1" -> "50e1ac9" (":tag" dropped first)."""
@@ -41,12 +43,9 @@ def task_goal_completion(successes: Iterable[bool]) -> float:
 
 def scenario_goal_completion(per_task: Mapping[str, bool]) -> float:
     """100 × share of scenarios whose tasks all succeed; `per_task` maps task id -> success."""
-    by_scenario: dict[str, list[bool]] = defaultdict(list)
-    for task_id, success in per_task.items():
-        by_scenario[scenario_id(task_id)].append(bool(success))
-    if not by_scenario:
+    if not per_task:
         raise ValueError("SGC of no scenarios")
-    return 100.0 * sum(all(v) for v in by_scenario.values()) / len(by_scenario)
+    return 100.0 * group_success({0: dict(per_task)}, {t: scenario_id(t) for t in per_task}).per_seed[0]
 
 
 @dataclass
@@ -65,18 +64,16 @@ def seed_metrics(results: Mapping[str, bool | None]) -> SeedMetrics:
     """Metrics of one seed; `results` maps task id -> success, None for an infrastructure error."""
     scored = {t: bool(s) for t, s in results.items() if s is not None}
     infra = [t for t, s in results.items() if s is None]
-    bad_scenarios = {scenario_id(t) for t in infra}
-    in_sgc = {t: s for t, s in scored.items() if scenario_id(t) not in bad_scenarios}
     if not scored:
         raise ValueError(f"no scored tasks ({len(infra)} infra errors)")
-    n_scenarios = len({scenario_id(t) for t in in_sgc})
+    sgc = group_success({0: dict(results)}, {t: scenario_id(t) for t in results})  # the one SGC (harness.metrics)
     return SeedMetrics(
         tgc=task_goal_completion(scored.values()),
-        sgc=scenario_goal_completion(in_sgc) if in_sgc else float("nan"),
+        sgc=100.0 * sgc.per_seed[0],
         n_tasks=len(scored),
-        n_scenarios=n_scenarios,
+        n_scenarios=sgc.complete[0],
         infra_errors=len(infra),
-        scenarios_dropped=len(bad_scenarios),
+        scenarios_dropped=sgc.n_incomplete,
     )
 
 
@@ -95,14 +92,12 @@ class SeedSummary:
         return statistics.fmean(m.sgc for m in self.per_seed.values())
 
     @property
-    def tgc_sd(self) -> float:
-        values = [m.tgc for m in self.per_seed.values()]
-        return statistics.stdev(values) if len(values) > 1 else 0.0
+    def tgc_sd(self) -> float:  # NaN with one seed, as in the reports
+        return sd_over_seeds(m.tgc for m in self.per_seed.values())
 
     @property
     def sgc_sd(self) -> float:
-        values = [m.sgc for m in self.per_seed.values()]
-        return statistics.stdev(values) if len(values) > 1 else 0.0
+        return sd_over_seeds(m.sgc for m in self.per_seed.values())
 
     @property
     def infra_errors(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness.benchmarks import EvalProtocol
 from harness.records import EndReason, Message, ToolCall
 from harness.toy.episode import ToyEpisode
 from harness.toy.tasks import (
@@ -43,7 +44,8 @@ class Toy:
     """
 
     name = "toy"
-    has_user = False
+    protocol = EvalProtocol(max_steps=12, max_errors=3, max_tokens=64, user=False)
+    has_user = protocol.user
 
     def __init__(self, levels: str | int | tuple[int, ...] | None = None):
         self.levels = parse_levels(levels)
