@@ -132,11 +132,6 @@ def _appworld(**kwargs: Any) -> Benchmark:
 
 _toy.target = "harness.toy.benchmark:Toy"  # type: ignore[attr-defined]
 _appworld.target = "harness.appworld.benchmark:AppWorld"  # type: ignore[attr-defined]
-# AppWorld's protocol (declared here until harness/appworld/benchmark.py takes it as a class
-# attribute): max_steps caps messages (one agent turn plus its tool result per interaction, so
-# 100 messages ≈ 50 interactions); model code errors are normal results, so max_errors counts only
-# malformed calls.
-_appworld.protocol = EvalProtocol(max_steps=100, max_errors=50, max_tokens=2048, user=False)  # type: ignore[attr-defined]
 
 
 _REGISTRY: dict[str, Callable[..., Benchmark]] = {"tau3-airline": Tau3Airline, "toy": _toy, "appworld": _appworld}

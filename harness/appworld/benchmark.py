@@ -29,13 +29,18 @@ from harness.appworld.install import (
 )
 from harness.appworld.metrics import scenario_id
 from harness.appworld.pool import CONTAINMENT, PoolConfig, ServerPool
+from harness.benchmarks import EvalProtocol
 from harness.records import Episode
 
 
 class AppWorld:
     """The AppWorld benchmark over one data root; owns a lazily started `ServerPool`."""
 
-    has_user = False
+    # max_steps caps messages (one agent turn plus its tool result per interaction, so 100
+    # messages ≈ 50 interactions); model code errors are normal results, so max_errors counts
+    # only malformed calls.
+    protocol = EvalProtocol(max_steps=100, max_errors=50, max_tokens=2048, user=False)
+    has_user = protocol.user
 
     def __init__(self, servers: int = 1, root: str | Path | None = None, keep_outputs: bool = False,
                  execution_timeout_s: int = 100, execution_grace_s: float = 30.0,
