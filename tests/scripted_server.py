@@ -98,7 +98,7 @@ class ScriptedServer:
             self.seeds.append(("user", body.get("seed")))
             return self._message(self._user_turn(system, msgs))
         self.seeds.append(("agent", body.get("seed")))
-        first_user = next((_text(m) for m in msgs if m["role"] == "user"), "")
+        first_user = next((message_text(m) for m in msgs if m["role"] == "user"), "")
         task = re.search(r"task (\d+)", first_user)
         if self._spoil(task.group(1) if task else "", msgs):
             return self._fault()
@@ -153,7 +153,7 @@ class ScriptedServer:
     def _user_turn(self, system: str, msgs: list[dict]) -> str:
         task = self._task_for_scenario(system)
         said = [m for m in msgs if m["role"] == "user"]  # the agent's words, flipped
-        if said and _text(said[-1]) == "All done.":
+        if said and message_text(said[-1]) == "All done.":
             return "Thanks! ###STOP###"
         if len(msgs) <= 2:
             self.tasks_started.append(task.id)
@@ -161,7 +161,7 @@ class ScriptedServer:
         return "ok"
 
     def _agent_turn(self, msgs: list[dict]) -> dict[str, Any]:
-        first_user = next(_text(m) for m in msgs if m["role"] == "user")
+        first_user = next(message_text(m) for m in msgs if m["role"] == "user")
         task = self.domain.task(re.search(r"task (\d+)", first_user).group(1))
         actions = [a for a in task.actions if not (self.wrong and a.name in _WRITES)]
         n_calls = sum(len(m.get("tool_calls") or []) for m in msgs if m["role"] == "assistant")
@@ -170,7 +170,7 @@ class ScriptedServer:
             call = {"id": f"call_{n_calls}", "type": "function",
                     "function": {"name": a.name, "arguments": json.dumps(a.arguments)}}  # fmt: skip
             return self._message(None, [call])
-        n_texts = sum(1 for m in msgs if m["role"] == "assistant" and _text(m) and not m.get("tool_calls")) - 1
+        n_texts = sum(1 for m in msgs if m["role"] == "assistant" and message_text(m) and not m.get("tool_calls")) - 1
         infos = list(task.communicate_info)
         return self._message(infos[n_texts] if n_texts < len(infos) else "All done.")
 
@@ -194,7 +194,8 @@ _WRITES = {"book_reservation", "cancel_reservation", "update_reservation_flights
            "update_reservation_passengers", "send_certificate"}  # fmt: skip
 
 
-def _text(m: dict) -> str:
+def message_text(m: dict) -> str:
+    """The text of an OpenAI chat message (a string, or the text parts of a list)."""
     c = m.get("content")
     if isinstance(c, list):
         return "".join(p.get("text", "") for p in c if isinstance(p, dict))

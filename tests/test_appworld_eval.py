@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from scripted_server import message_text
 
 from harness.appworld.benchmark import AppWorld
 from harness.appworld.fixture import FIXTURE_SPLITS, FIXTURE_TASKS
@@ -78,13 +79,6 @@ def _parts(code: str) -> list[str]:
     return ["\n".join(lines[:-1]), lines[-1]]
 
 
-def _text(m: dict[str, Any]) -> str:
-    c = m.get("content")
-    if isinstance(c, list):
-        return "".join(p.get("text", "") for p in c if isinstance(p, dict))
-    return c or ""
-
-
 class AppWorldAgentServer:
     """An OpenAI-compatible chat server on 127.0.0.1 that plays AppWorld fixture tasks.
 
@@ -133,7 +127,7 @@ class AppWorldAgentServer:
 
     def respond(self, body: dict[str, Any]) -> dict[str, Any]:
         msgs = body["messages"]
-        first_user = next(_text(m) for m in msgs if m["role"] == "user")
+        first_user = next(message_text(m) for m in msgs if m["role"] == "user")
         assert first_user.startswith(TASK_PREFIX), first_user
         instruction = first_user[len(TASK_PREFIX) :]
         assert any(t.get("function", {}).get("name") == TOOL_NAME for t in body.get("tools", []))
@@ -141,7 +135,7 @@ class AppWorldAgentServer:
         with self.lock:
             self.requests.append({"instruction": instruction, "turn": turn, "seed": body.get("seed"),
                                   "temperature": body.get("temperature")})  # fmt: skip
-            self.tool_results += [_text(m) for m in msgs[-1:] if m["role"] == "tool"]
+            self.tool_results += [message_text(m) for m in msgs[-1:] if m["role"] == "tool"]
         if self.before_reply is not None:
             self.before_reply(instruction, turn)
         code = (self.wrong if self.wrong_on(instruction) else self.solution)[instruction]

@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from scripted_server import message_text
 
 from harness import benchmarks
 from harness.appworld.fixture import TASKS_BY_ID
@@ -39,13 +40,6 @@ PROLOGUE = (
     "    except BaseException as e:\n"
     "        print('DENIED', tag, type(e).__name__, str(e)[:120])\n"
 )
-
-
-def _text(m: dict[str, Any]) -> str:
-    c = m.get("content")
-    if isinstance(c, list):
-        return "".join(p.get("text", "") for p in c if isinstance(p, dict))
-    return c or ""
 
 
 class Recorder:
@@ -110,7 +104,7 @@ class Adversary:
         turn = sum(len(m.get("tool_calls") or []) for m in msgs if m["role"] == "assistant")
         with self.lock:
             if msgs[-1]["role"] == "tool":
-                self.results.setdefault(seed, []).append(_text(msgs[-1]))
+                self.results.setdefault(seed, []).append(message_text(msgs[-1]))
         script = self.scripts[seed]
         msg: dict[str, Any] = {"role": "assistant", "content": "Done."}
         if turn < len(script):
