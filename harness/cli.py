@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 from pathlib import Path
 
 import click
@@ -17,6 +18,9 @@ console = Console(stderr=True)
 @click.group()
 def main() -> None:
     """sgcd-bench: evaluation-first harness for long-horizon tool-use agents."""
+    # The project's own rich display is the one progress display: transformers' per-load
+    # "Loading weights" / "Writing model shards" bars read this (at its import, which is lazy here).
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 
 @main.group()

@@ -163,3 +163,18 @@ def test_credit_counts_are_counted_once():
     groups = [{"provider": "local/x", "reference": {"steps": []}}, {"provider": "local/x", "reference": None},
               {"provider": "zero", "reference": None}]  # fmt: skip
     assert credit_counts(groups) == {"groups": 3, "parsed": 1, "fallbacks": 1}
+
+
+def test_the_cli_shows_no_raw_transformers_progress_bars(toy_tiny_dir, tmp_path):
+    """A person reads the project's own lines: loading a local model prints no "Loading weights" bar."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    cmd = [sys.executable, "-m", "harness.cli", "eval", "--benchmark", "toy", "--model", f"local/{toy_tiny_dir}",
+           "--limit", "1", "--out", str(tmp_path / "run"), "--display", "plain"]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "run" / "results.csv").is_file()
+    assert "Loading weights" not in proc.stdout + proc.stderr
