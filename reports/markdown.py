@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,8 +231,11 @@ def _comparisons_section(r: Report) -> list[str]:
     ]
     lines += [f"- {comparison_verdict(c)}" for c in r.comparisons]
     for c in r.comparisons:
-        lines += [f"- {c.b} − {c.a}: {n}" for n in c.result.notes]
-        lines.append(f"- {c.b} − {c.a}: Wilcoxon p by {c.result.wilcoxon_method}")
+        if math.isfinite(c.result.mde):
+            lines += [f"- {c.b} − {c.a}: {n}" for n in c.result.notes]
+            lines.append(f"- {c.b} − {c.a}: Wilcoxon p by {c.result.wilcoxon_method}")
+        else:  # no variation: the verdict above already says so; keep only the other notes
+            lines += [f"- {c.b} − {c.a}: {n}" for n in c.result.notes if not n.startswith("every ")]
     for c in r.comparisons:
         key = f"scatter:{c.a}:{c.b}"
         if key in r.plots:

@@ -226,19 +226,23 @@ def paired_tests(
     unit = "scenario" if clusters is not None else "task"
     diff, sd = float(d.mean()), float(d.std(ddof=1))
     se = clustered_se(d, clusters)
-    if np.allclose(s / m, s[0] / m[0]):
-        # Constant differences: the t statistic is undefined; no test can reject a constant 0.
+    constant = bool(np.allclose(s / m, s[0] / m[0]))
+    unit_d = s / m
+    all_zero = bool(np.all(unit_d == 0))
+    if constant:
+        # Constant differences: the t statistic is undefined; no test can reject a constant 0; with
+        # no variation there is no SE to size a detectable effect by. Said once, in one note.
         p_t = 1.0 if np.isclose(diff, 0.0) else float("nan")
         notes.append(
             f"every {unit} difference equals {diff:.3g}: the t-test is undefined"
             + ("; p = 1" if p_t == 1.0 else "")
+            + ("; Wilcoxon p = 1" if all_zero else "")
+            + "; no minimum detectable effect (no variation)"
         )
     else:
         p_t = paired_t(d, clusters)
-    unit_d = s / m
-    if np.all(unit_d == 0):
+    if all_zero:
         p_w = 1.0
-        notes.append("all differences are zero: Wilcoxon p = 1")
     else:
         p_w = float(stats.wilcoxon(unit_d, zero_method=WILCOXON_ZERO_METHOD, method="auto").pvalue)
     p_perm = sign_flip_test(d, clusters, rng=rng, n_resamples=n_resamples)
@@ -264,7 +268,7 @@ def paired_tests(
         p_mcnemar=p_mc,
         effect_size=diff / sd if sd > 0 else float("nan"),
         se=se,
-        mde=mde(se),
+        mde=float("nan") if constant else mde(se),
         wilcoxon_method=wilcoxon_method(unit_d),
         notes=notes,
     )

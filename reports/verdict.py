@@ -44,6 +44,12 @@ def comparison_verdict(c: Comparison) -> str:
             f"Every task's {c.metric} difference between {c.b} and {c.a} is {fmt(r.diff)} {where}; "
             "with no variation the t-test is undefined, so no significance is claimed."
         )
+    if not math.isfinite(r.mde):  # every difference is zero: nothing varies to size an effect by
+        return (
+            f"No significant difference detected between {c.b} and {c.a}: every task's {c.metric} "
+            f"difference is {fmt(r.diff)} {where}; with no variation every test gives p = 1 and the minimum "
+            "detectable effect is undefined."
+        )
     if r.ci.excludes(0.0) and p < ALPHA:
         direction = "higher" if r.diff > 0 else "lower"
         return (

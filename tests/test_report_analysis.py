@@ -199,6 +199,8 @@ def test_verdicts_claim_only_what_the_test_shows():
     assert f"{null.result.mde:.3f}" in text
     same = analysis.compare_runs(a, _run(a.df.assign(model="z"), "Z"), rng=0, n_resamples=200)
     assert "No significant difference" in comparison_verdict(same)
+    assert "minimum detectable effect is undefined" in comparison_verdict(same)
+    assert "0.000 over" not in comparison_verdict(same).split("minimum detectable")[1]  # no MDE of 0.000
     for t in (comparison_verdict(big), comparison_verdict(null), comparison_verdict(same)):
         assert "prove" not in t.lower()
 

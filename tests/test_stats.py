@@ -184,9 +184,11 @@ def test_paired_tests_all_zero_and_constant_differences():
     r = stats.paired_tests(a, a, rng=0, n_resamples=200)
     assert r.p_wilcoxon == 1.0 and r.p_ttest == 1.0 and r.diff == 0.0
     assert any("Wilcoxon p = 1" in n for n in r.notes)
+    assert np.isnan(r.mde) and len(r.notes) == 1  # no variation: no MDE, and one note says so once
     r = stats.paired_tests(a, a + 0.1, rng=0, n_resamples=200)
     assert np.isnan(r.p_ttest) and any("t-test is undefined" in n for n in r.notes)
     assert (r.ci.low, r.ci.high) == pytest.approx((0.1, 0.1))
+    assert np.isnan(r.mde)
 
 
 def test_paired_tests_mcnemar_and_clusters():
