@@ -19,7 +19,6 @@ of tasks whose verdict differs). Both with a percentile bootstrap CI over tasks.
 from __future__ import annotations
 
 import math
-import random
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -140,12 +139,19 @@ class Rate:
 
 
 def _bootstrap_rate(per_task: list[float], seed: int, n_resamples: int) -> Rate:
+    """The mean of per_task (n_tasks,) with scipy's percentile bootstrap over tasks; every share
+    equal (one task included) is a point interval."""
+    import numpy as np
+    from scipy import stats
+
     n = len(per_task)
     value = sum(per_task) / n
-    rng = random.Random(seed)
-    means = sorted(sum(rng.choices(per_task, k=n)) / n for _ in range(n_resamples))
-    lo, hi = means[int(0.025 * (n_resamples - 1))], means[int(round(0.975 * (n_resamples - 1)))]
-    return Rate(value, lo, hi, n, sum(per_task))
+    if len(set(per_task)) == 1:
+        return Rate(value, value, value, n, sum(per_task))
+    res = stats.bootstrap((np.asarray(per_task, dtype=float),), np.mean, n_resamples=n_resamples,
+                          method="percentile", vectorized=True, rng=np.random.default_rng(seed))  # fmt: skip
+    low, high = res.confidence_interval
+    return Rate(value, float(low), float(high), n, sum(per_task))
 
 
 def flip_rate(per_task: Mapping[str, Iterable[bool]], seed: int = 0, n_resamples: int = 2000) -> Rate | None:
