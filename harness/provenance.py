@@ -10,18 +10,30 @@ from typing import Any
 
 
 def generation_backend(model: str, model_args: dict[str, Any] | None = None) -> dict[str, Any]:
-    """How a model's tokens were generated: backend, dtype and device where the project knows them."""
+    """How a model's tokens were generated: backend, dtype and device where the project knows them
+    (a `local/` model loaded in this process says what actually served it, fallback included)."""
     args = model_args or {}
     if model.startswith("local/"):
         import torch
 
-        return {"backend": f"transformers generate (torch {torch.__version__})",
-                "dtype": str(args.get("dtype", "float32")),
-                "device": "cuda" if torch.cuda.is_available() else "cpu"}  # fmt: skip
+        from harness.providers import GENERATION
+
+        info = GENERATION.get(model) or {"backend": str(args.get("backend", "auto")) + " (requested)",
+                                         "dtype": args.get("dtype"), "fallback": None}  # fmt: skip
+        return {"backend": info["backend"], "dtype": info["dtype"] or ("bfloat16" if torch.cuda.is_available() else "float32"),
+                "device": "cuda" if torch.cuda.is_available() else "cpu",
+                **({"fallback": info["fallback"]} if info.get("fallback") else {})}  # fmt: skip
     if model in ("none", ""):
         return {"backend": "none"}
     provider = model.split("/", 1)[0]
     return {"backend": f"inspect provider {provider!r} (remote or server-side; dtype not visible here)"}
+
+
+def generation_columns(model: str) -> dict[str, Any]:
+    """The `backend` and `dtype` columns of a result row."""
+    info = generation_backend(model)
+    return {"backend": info["backend"] if model.startswith("local/") else model.split("/", 1)[0],
+            "dtype": info.get("dtype")}
 
 
 def provenance(benchmark_manifest: dict[str, Any], model: str, user_model: str, temperature: float,
@@ -66,7 +78,7 @@ def provenance_fields(manifest: dict[str, Any]) -> dict[str, str]:
     def backend(d: dict[str, Any]) -> str:
         if not d.get("backend"):
             return "not recorded"
-        extra = ", ".join(f"{k} {d[k]}" for k in ("dtype", "device") if d.get(k))
+        extra = ", ".join(f"{k} {d[k]}" for k in ("dtype", "device", "fallback") if d.get(k))
         return d["backend"] + (f" ({extra})" if extra else "")
 
     user_model = user.get("model") or "not recorded"

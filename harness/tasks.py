@@ -33,6 +33,7 @@ from harness.floors import null_floor
 from harness.inspect_bridge import InspectAgent, InspectUser, guard_model, scrub, to_chat
 from harness.loop import LoopConfig, run_episode
 from harness.metrics import check_pass_k, clustered_se, pass_hat_k
+from harness.provenance import generation_columns
 from harness.records import Sampling, is_success
 
 OUTCOME_KEY = "sgcd_outcome"
@@ -165,6 +166,7 @@ def conversation(
             attempts=result.attempts,
             **protocol.row_columns(),
             **bench.task_facts(task_id),
+            **generation_columns(str(agent_model)),
         )
         state.store.set(OUTCOME_KEY, scrub(out))
         state.completed = True

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from harness.policy import CHATML_TEMPLATE
+from harness.toolcalls import CHATML_TEMPLATE
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # Tool-call tags are single tokens but NOT special: decoding skips special tokens, and these

@@ -129,3 +129,33 @@ def _depth(obj: Any) -> int:
 def _guess_name(body: str) -> str:
     m = re.search(r'"name"\s*:\s*"([^"]+)"', body)
     return m.group(1) if m else "invalid_tool_call"
+
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def render_ids(tokenizer: Any, system_prompt: str, tools: list[dict[str, Any]], messages: list[Message]) -> list[int]:
+    """The prompt's token ids: a function of the tokenizer alone (its chat template, ChatML when
+    it has none), the same for training, evaluation and every sampler backend."""
+    chat = to_template_messages(system_prompt, tools, messages)
+    template = None if tokenizer.chat_template is not None else CHATML_TEMPLATE
+    ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=True, chat_template=template)
+    if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+        ids = ids["input_ids"]
+    return list(ids)
+
+
+def end_ids(tokenizer: Any) -> list[int]:
+    """The ids that end a reply: `<|im_end|>` and the tokenizer's end-of-sequence token."""
+    ids = set()
+    for tok in ("<|im_end|>", tokenizer.eos_token):
+        if tok is not None:
+            tid = tokenizer.convert_tokens_to_ids(tok)
+            if isinstance(tid, int) and tid != tokenizer.unk_token_id:
+                ids.add(tid)
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return sorted(ids)

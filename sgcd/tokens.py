@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from harness.policy import CACHE_ARG, broadcast_cache, plain_kv_layers
+from harness.hf_sampler import CACHE_ARG, broadcast_cache, plain_kv_layers
 
 
 @dataclass
@@ -28,10 +28,13 @@ class Segment:
     traj: int  # index of the trajectory in the batch
     turns: list[int] = field(default_factory=list)  # agent-turn indices in this row
     turn_spans: list[tuple[int, int]] = field(default_factory=list)  # [start, end) of each turn's completion
+    logp: list[float] = field(default_factory=list)  # the sampler's log-prob of each policy token (0 elsewhere)
 
 
-def segments_from_turns(turns: list[tuple[list[int], list[int]]], traj: int) -> list[Segment]:
-    """Merge a trajectory's (prompt, completion) turns into as few rows as token identity allows."""
+def segments_from_turns(turns: list[tuple[list[int], list[int]]], traj: int,
+                        logprobs: list[list[float]] | None = None) -> list[Segment]:  # fmt: skip
+    """Merge a trajectory's (prompt, completion) turns into as few rows as token identity allows;
+    `logprobs` (one list per turn) are the log-probs the sampler returned for each completion."""
     rows: list[Segment] = []
     for t, (prompt, completion) in enumerate(turns):
         if not completion:
@@ -41,12 +44,15 @@ def segments_from_turns(turns: list[tuple[list[int], list[int]]], traj: int) -> 
             delta = prompt[len(cur.ids):]
             cur.ids += delta
             cur.mask += [0] * len(delta)
+            cur.logp += [0.0] * len(delta)
         else:
-            cur = Segment(ids=list(prompt), mask=[0] * len(prompt), traj=traj)
+            cur = Segment(ids=list(prompt), mask=[0] * len(prompt), traj=traj, logp=[0.0] * len(prompt))
             rows.append(cur)
         start = len(cur.ids)
         cur.ids += completion
         cur.mask += [1] * len(completion)
+        lp = list(logprobs[t]) if logprobs is not None else []
+        cur.logp += lp if len(lp) == len(completion) else [float("nan")] * len(completion)
         cur.turns.append(t)
         cur.turn_spans.append((start, len(cur.ids)))
     return rows
@@ -71,6 +77,7 @@ class TokenBatch:
     segments: list[Segment]
     meta: list[dict[str, Any]] = field(default_factory=list)
     old_logp: torch.Tensor | None = None  # (B, L) log π_old at every position, set by the trainer
+    rollout_logp: torch.Tensor | None = None  # (B, L) the sampler's log-probs at policy tokens (NaN: not returned)
 
     @property
     def num_policy_tokens(self) -> int:
@@ -92,11 +99,13 @@ def collate(
     ids = torch.full((len(segments), width), pad_id, dtype=torch.long)
     att = torch.zeros((len(segments), width), dtype=torch.long)
     mask = torch.zeros((len(segments), width), dtype=torch.float32)
+    logp = torch.zeros((len(segments), width), dtype=torch.float32)
     for i, s in enumerate(segments):
         n = len(s.ids)
         ids[i, :n] = torch.tensor(s.ids)
         att[i, :n] = 1
         mask[i, :n] = torch.tensor(s.mask, dtype=torch.float32)
+        logp[i, :n] = torch.tensor(s.logp if len(s.logp) == n else [float("nan")] * n, dtype=torch.float32)
     return TokenBatch(
         input_ids=ids,
         attention_mask=att,
@@ -107,6 +116,7 @@ def collate(
         success=torch.tensor(success, dtype=torch.bool),
         segments=segments,
         meta=meta or [],
+        rollout_logp=logp,
     )
 
 
@@ -120,8 +130,8 @@ def position_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.T
     """The logits predicting each position t of `score_mask` (B, L) (t ≥ 1, real tokens only):
     -> (logits (N, V) in the row-major order of `where`, where (B, L) bool: the positions kept).
 
-    Only those positions are projected onto the vocabulary (the model's `logits_to_keep` with a
-    boolean mask, where the model takes it): with a 49k vocabulary the full-sequence projection
+    Only those positions' columns are projected onto the vocabulary (the model's `logits_to_keep`
+    with the columns any row keeps, where the model takes it; `_keep_rows` then picks each row's): with a 49k vocabulary the full-sequence projection
     and log-softmax, not the transformer, dominated a CPU update. Columns past the longest real
     row are padding (rows are right-padded) and are not run at all.
     """
@@ -140,8 +150,16 @@ def position_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.T
     if shared:
         logits = _forward_with_shared_prefix(model, kwargs["input_ids"], kwargs["attention_mask"], keep.to(dev), shared)
     if logits is None:
-        logits = model(**kwargs, logits_to_keep=keep.to(dev)).logits
-    return logits.reshape(-1, logits.shape[-1]), where  # flattened by the boolean mask
+        cols = keep.any(0).nonzero()[:, 0]
+        logits = _keep_rows(model(**kwargs, logits_to_keep=cols.to(dev)).logits, keep, cols)
+    return logits, where  # (N, V) in the row-major order of `keep`
+
+
+def _keep_rows(logits: torch.Tensor, keep: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """(B, C, V) logits at columns `cols` -> (N, V) at the (row, column) pairs `keep` (B, L)
+    marks, in row-major order. transformers takes `logits_to_keep` as the same columns for every
+    row (a per-row boolean mask only in later releases), so the union is run and each row's kept."""
+    return logits[keep[:, cols].to(logits.device)]
 
 
 MIN_SHARED_PREFIX = 16
@@ -176,9 +194,11 @@ def _forward_with_shared_prefix(model: Any, ids: torch.Tensor, att: torch.Tensor
           logits_to_keep=1)  # fmt: skip
     if not plain_kv_layers(cache) or cache.get_seq_length() != prefix:
         return None
+    rest = keep[:, prefix:]
+    cols = rest.any(0).nonzero()[:, 0]
     out = model(input_ids=ids[:, prefix:], attention_mask=att, **{CACHE_ARG: broadcast_cache(cache, ids.shape[0])},
-                use_cache=True, logits_to_keep=keep[:, prefix:])  # fmt: skip
-    return out.logits
+                use_cache=True, logits_to_keep=cols)  # fmt: skip
+    return _keep_rows(out.logits, rest, cols)
 
 
 def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,

@@ -27,6 +27,7 @@ import torch
 from harness.configs import ConfigError, at_least, check_config, from_table, one_of, require
 from harness.jsonl import JsonlError, read_jsonl
 from harness.loop import LoopConfig
+from harness.sampler import BACKENDS, SamplerError
 from sgcd.advantages import ESTIMATORS, compute_advantages
 from sgcd.algorithms import AlgoContext, get_algorithm
 from sgcd.losses import PGConfig, aggregate
@@ -58,6 +59,7 @@ class TrainConfig:
     max_steps: int = 12
     max_errors: int = 3
     user_model: str | None = None
+    backend: str = "auto"  # the rollout sampler: auto (vLLM where it serves the model) | vllm | hf
     # optimisation
     lr: float = 1e-5
     weight_decay: float = 0.0
@@ -102,6 +104,7 @@ class TrainConfig:
         at_least("weight_decay", self.weight_decay, 0)
         require(self.grad_clip > 0, "grad_clip", "above 0", self.grad_clip)
         one_of("advantage", self.advantage, sorted(ESTIMATORS))
+        one_of("backend", self.backend, list(BACKENDS))
         PGConfig(self.clip_low, self.clip_high, self.loss_agg, self.kl_coef)  # the loss's own checks
         require(bool(self.model), "model", "local/PATH, local/smollm2 or a checkpoint folder", self.model)
         from_table(algo_cls.Config, self.algo_config, "algo")
@@ -137,6 +140,20 @@ class TrainConfig:
         )
 
 
+def rollout_logprob_diff(rollout: torch.Tensor | None, trainer: torch.Tensor, mask: torch.Tensor) -> float | None:
+    """Mean |log π_rollout − log π_trainer| over policy tokens: how far the sampler's log-probs
+    (vLLM's, returned with each token) are from the trainer's own recomputed ones on the same
+    weights. ~1e-6 when weights are in sync at float32; a skipped weight sync shows as a large
+    value. None when the sampler returned none (scripted batches). The PPO ratio keeps using
+    the trainer's own log-probs."""
+    if rollout is None:
+        return None
+    sel = mask.bool() & torch.isfinite(rollout)
+    if not sel.any():
+        return None
+    return float((rollout[sel] - trainer[sel]).abs().mean())
+
+
 class NonFiniteError(RuntimeError):
     """A loss or gradient that is NaN or infinite: the run stops at that step, before the weights move."""
 
@@ -165,12 +182,12 @@ class Trainer:
 
         resume = self.latest_checkpoint()
         base = resolve_local_path(cfg.model[len("local/"):]) if cfg.model.startswith("local/") else Path(cfg.model)
-        self.policy = Policy.load(resume or base, threads=cfg.threads)
+        self.policy = Policy.load(resume or base, threads=cfg.threads, backend=cfg.backend)
         self.start_step = int(resume.name.split("-")[1]) if resume else 0
         self.ref_model = None
         if cfg.kl_coef > 0:
-            self.ref_model = Policy.load(base, threads=cfg.threads).model
-        self.user_policy = Policy.load(resolve_local_path(cfg.user_model[6:])) if cfg.user_model else None
+            self.ref_model = Policy.load(base, threads=cfg.threads, backend="hf").model
+        self.user_policy = Policy.load(resolve_local_path(cfg.user_model[6:]), backend=cfg.backend) if cfg.user_model else None
         self.opt = torch.optim.AdamW(self.policy.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         if resume and (resume / "optimizer.pt").is_file():
             self.opt.load_state_dict(torch.load(resume / "optimizer.pt", weights_only=True))
@@ -210,6 +227,8 @@ class Trainer:
             "git_commit": git_commit(),
             "packages": package_versions(),
             "benchmark_manifest": self.bench.manifest(),
+            "sampler": {"backend": self.policy.sampler.backend, "dtype": self.policy.sampler.dtype,
+                        "fallback": self.policy.sampler.fallback},  # fmt: skip
         }
         _atomic_write(self.dir / "manifest.json", json.dumps(manifest, indent=2, default=str))
 
@@ -286,7 +305,7 @@ class Trainer:
             for res in group.results:
                 traj = len(rewards)
                 turns = [(t["prompt_ids"], t["completion_ids"]) for t in res.traces]
-                segments += segments_from_turns(turns, traj)
+                segments += segments_from_turns(turns, traj, [t["logprobs"] for t in res.traces])
                 groups.append(g_idx)
                 rewards.append(res.outcome.reward)
                 success.append(res.outcome.success)
@@ -309,6 +328,9 @@ class Trainer:
                                  for c in chunks])  # fmt: skip
         batch.old_logp = old
         stats: dict[str, float] = dict(self.algo.prepare(batch))
+        drift = rollout_logprob_diff(batch.rollout_logp, old, batch.loss_mask)
+        if drift is not None:
+            stats["rollout_logprob_diff"] = drift
         traj_adv = compute_advantages(cfg.advantage, batch.rewards, batch.group_ids)
         adv_tok = self.algo.token_advantages(batch, traj_adv).detach()
         total_tokens = batch.loss_mask.sum().clamp(min=1)
@@ -345,7 +367,7 @@ class Trainer:
                                      "before the optimizer step, so no checkpoint holds it. Check the "
                                      "algorithm's config and lr")  # fmt: skip
             self.opt.step()
-        self.policy.clear_cache()  # cached keys/values belong to the old weights
+        self.policy.sync_weights()  # the sampler samples the next rollouts from the new weights
         model.eval()
         stats.update({k: sum(v) / cfg.ppo_epochs for k, v in acc.items()})
         stats["grad_norm"] = float(grad_norm)
@@ -369,7 +391,12 @@ class Trainer:
                                                      cfg.sft_examples_per_update)  # fmt: skip
                     collected = None
                 else:
-                    batch, collected = self.rollout_batch(step)
+                    try:
+                        batch, collected = self.rollout_batch(step)
+                    except SamplerError as e:
+                        last = self.latest_checkpoint()
+                        raise SamplerError(f"step {step}: {e}. Nothing of step {step} was written; run the same "
+                                           f"command again to resume from {last.name if last else 'the start'}") from e  # fmt: skip
                 row: dict[str, Any] = {"step": step}
                 if collected is not None:
                     all_res = [r for g in collected.all_groups for r in g.results]

@@ -75,7 +75,8 @@ def test_tiny_local_model_end_to_end(tiny_model_dir, tmp_path):
     assert (df.user_input_tokens > 0).all() and (df.user_output_tokens > 0).all()
     summary = (tmp_path / "run" / "summary.md").read_text()
     assert "pass@1" in summary and "flip rate" in summary
-    assert "transformers generate" in summary and "dtype float32" in summary and "tau2-bench@a2c024725189" in summary
+    # the tiny model's 16-wide heads have no vLLM CPU kernel: the hf fallback served it, and says so
+    assert "hf (dtype float32" in summary and "head size 16" in summary and "tau2-bench@a2c024725189" in summary
 
 
 def test_resume_after_kill_loses_nothing(domain, tmp_path):

@@ -5,6 +5,9 @@ supervised warm start on scripted level-0 solutions teaches the tool-call syntax
 the syntax sharp while the colour→number code is still at chance (it is one token of ~45 per
 solution). GRPO then has mixed sibling groups and learns the code from reward alone.
 Fixed seeds; 64 held-out level-0 tasks; greedy success before and after is the measure.
+The tiny model here has 32-wide heads, so its rollouts are sampled by vLLM (harness/vllm_sampler.py)
+with the trainer's weights pushed after every step: every update's rollout_logprob_diff shows
+the engine sampled from the weights the trainer holds.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def train_and_measure(warm_start, algo: str, **algo_config):
                       max_new_tokens=24, max_steps=6, max_errors=2, micro_batch_rows=16, checkpoint_every=12,
                       algo_config=algo_config)  # fmt: skip
     trainer = Trainer(cfg, root / algo)
+    assert trainer.policy.backend == "vllm", trainer.policy.sampler.fallback
     held_out = trainer.bench.split_ids("test")[:64]
     loop = LoopConfig(max_steps=6, max_errors=2)
     before = evaluate_policy(trainer.bench, held_out, trainer.policy, loop, max_new_tokens=24)
@@ -56,6 +60,8 @@ def test_grpo_raises_held_out_success_on_toy(warm_start):
     before, after, rows, msg = train_and_measure(warm_start, "grpo")
     assert after >= before + 0.25, msg
     assert sum(r.get("groups_kept", 0) for r in rows) > 0, msg
+    updates = [r for r in rows if "loss" in r and r["loss"] is not None]
+    assert updates and all(r["rollout_logprob_diff"] <= 1e-3 for r in updates), [r.get("rollout_logprob_diff") for r in rows]
 
 
 def test_sgcd_raises_held_out_success_on_toy(warm_start, monkeypatch):
