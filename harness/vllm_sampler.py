@@ -68,8 +68,12 @@ def _start_engine(path: Path, options: SamplerOptions, dtype: str, max_len: int)
                                   tensor_parallel_size=options.tensor_parallel_size)  # fmt: skip
     if torch.cuda.is_available():
         kwargs["gpu_memory_utilization"] = options.gpu_memory_utilization
-    elif "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
-        kwargs["kv_cache_memory_bytes"] = int(options.kv_cache_gib * 2**30)
+    else:
+        # Chunked prefill off (whole prompts per step): on the CPU build a seeded request whose
+        # prompt is split over steps crashes the engine ("CPU Generator does not use offset").
+        kwargs.update(enable_chunked_prefill=False, max_num_batched_tokens=max_len)
+        if "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
+            kwargs["kv_cache_memory_bytes"] = int(options.kv_cache_gib * 2**30)
     try:
         llm = LLM(**kwargs, **options.extra)
     finally:
