@@ -21,6 +21,9 @@ def main() -> None:
     # The project's own rich display is the one progress display: transformers' per-load
     # "Loading weights" / "Writing model shards" bars read this (at its import, which is lazy here).
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # vLLM's own info and warning lines (its CPU build's missing Triton, LD_PRELOAD advice) are
+    # not this run's; its errors still show.
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
 
 
 @main.group()

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import threading
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,9 @@ _IRRELEVANT = ("_name_or_path", "transformers_version", "torch_dtype", "dtype", 
 class _Engine:
     llm: Any
     key: str
-    owner: Any = None  # the sampler whose weights are loaded now
+    started_from: Path  # the folder whose weights it holds until some sampler pushes others
+    owner: Any = None  # the sampler whose weights are loaded now (None: no sampler's, or stale)
+    pushed: bool = False  # some sampler has loaded weights into it since it started
     dead: str | None = None  # why the engine may no longer be used
 
 
@@ -61,6 +64,7 @@ def _start_engine(path: Path, options: SamplerOptions, dtype: str, max_len: int)
     # torch.set_num_threads with a no-op: the trainer in the same process keeps its threads.
     os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
     set_threads = torch.set_num_threads
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.")  # its own deprecated torch calls
     from vllm import LLM
 
     kwargs: dict[str, Any] = dict(model=str(path), skip_tokenizer_init=True, dtype=dtype, max_model_len=max_len,
@@ -91,7 +95,7 @@ def engine_for(path: Path, options: SamplerOptions, dtype: str, max_len: int) ->
     with _LOCK:
         eng = _ENGINES.get(key)
         if eng is None or eng.dead:
-            eng = _Engine(_start_engine(path, options, dtype, max_len), key)
+            eng = _Engine(_start_engine(path, options, dtype, max_len), key, path)
             _ENGINES[key] = eng
         return eng
 
@@ -133,8 +137,9 @@ class VLLMSampler:
         self.engine = engine_for(path, options, dtype, self.max_len)
         self._weights = folder_weights(path)
         with _LOCK:
-            if self.engine.owner is None:  # the engine was just started from this very folder
-                self.engine.owner = self
+            eng = self.engine
+            if eng.owner is None and eng.started_from == path and not eng.pushed:  # just started from this folder
+                eng.owner = self
 
     def load_weights(self, named_tensors: Callable[[], Iterable[tuple[str, Any]]]) -> None:
         """Pushed into the engine before this sampler's next batch (an SFT run that never samples
@@ -150,7 +155,7 @@ class VLLMSampler:
         except Exception as e:
             self.engine.dead = f"weight reload failed: {e}"
             raise SamplerError(f"vLLM engine for {self.path}: weight reload failed: {type(e).__name__}: {e}") from e
-        self.engine.owner = self
+        self.engine.owner, self.engine.pushed = self, True
         self.clear_cache()  # cached prompt keys/values were computed with the old weights
 
     def clear_cache(self) -> None:

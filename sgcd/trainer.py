@@ -27,7 +27,7 @@ import torch
 from harness.configs import ConfigError, at_least, check_config, from_table, one_of, require
 from harness.jsonl import JsonlError, read_jsonl
 from harness.loop import LoopConfig
-from harness.sampler import BACKENDS, SamplerError
+from harness.sampler import BACKENDS, SamplerError, SamplerOptions
 from sgcd.advantages import ESTIMATORS, compute_advantages
 from sgcd.algorithms import AlgoContext, get_algorithm
 from sgcd.losses import PGConfig, aggregate
@@ -60,6 +60,9 @@ class TrainConfig:
     max_errors: int = 3
     user_model: str | None = None
     backend: str = "auto"  # the rollout sampler: auto (vLLM where it serves the model) | vllm | hf
+    # the sampler's other options (harness/sampler.py SamplerOptions): dtype, kv_cache_gib,
+    # gpu_memory_utilization, tensor_parallel_size, max_context
+    sampler_args: dict[str, Any] = field(default_factory=dict)
     # optimisation
     lr: float = 1e-5
     weight_decay: float = 0.0
@@ -105,9 +108,19 @@ class TrainConfig:
         require(self.grad_clip > 0, "grad_clip", "above 0", self.grad_clip)
         one_of("advantage", self.advantage, sorted(ESTIMATORS))
         one_of("backend", self.backend, list(BACKENDS))
+        self.sampler_options()
         PGConfig(self.clip_low, self.clip_high, self.loss_agg, self.kl_coef)  # the loss's own checks
         require(bool(self.model), "model", "local/PATH, local/smollm2 or a checkpoint folder", self.model)
         from_table(algo_cls.Config, self.algo_config, "algo")
+
+    def sampler_options(self) -> SamplerOptions:
+        allowed = {"dtype", "kv_cache_gib", "gpu_memory_utilization", "tensor_parallel_size", "max_context"}
+        unknown = sorted(set(self.sampler_args) - allowed)
+        require(not unknown, "sampler_args", f"keys among {', '.join(sorted(allowed))}", ", ".join(unknown))
+        try:
+            return SamplerOptions(backend=self.backend, **self.sampler_args)
+        except (TypeError, ValueError) as e:
+            raise ConfigError("sampler_args", str(e)) from None
 
     @classmethod
     def from_toml(cls, path: Path | None, **overrides: Any) -> TrainConfig:
@@ -133,7 +146,7 @@ class TrainConfig:
         from harness.redact import redact
 
         d = redact(dataclasses.asdict(self))  # e.g. a credit provider's api_key never reaches the file
-        tables = {k: d.pop(k) for k in ("benchmark_args", "algo_config")}
+        tables = {k: d.pop(k) for k in ("benchmark_args", "sampler_args", "algo_config")}
         d = {k: v for k, v in d.items() if v is not None}
         return "# budget: updates x groups_per_update kept groups of group_size siblings\n" + tomli_w.dumps(
             {**d, **tables}
@@ -182,12 +195,13 @@ class Trainer:
 
         resume = self.latest_checkpoint()
         base = resolve_local_path(cfg.model[len("local/"):]) if cfg.model.startswith("local/") else Path(cfg.model)
-        self.policy = Policy.load(resume or base, threads=cfg.threads, backend=cfg.backend)
+        self.policy = Policy.load(resume or base, threads=cfg.threads, options=cfg.sampler_options())
         self.start_step = int(resume.name.split("-")[1]) if resume else 0
         self.ref_model = None
         if cfg.kl_coef > 0:
             self.ref_model = Policy.load(base, threads=cfg.threads, backend="hf").model
-        self.user_policy = Policy.load(resolve_local_path(cfg.user_model[6:]), backend=cfg.backend) if cfg.user_model else None
+        self.user_policy = (Policy.load(resolve_local_path(cfg.user_model[6:]), options=cfg.sampler_options())
+                            if cfg.user_model else None)  # fmt: skip
         self.opt = torch.optim.AdamW(self.policy.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         if resume and (resume / "optimizer.pt").is_file():
             self.opt.load_state_dict(torch.load(resume / "optimizer.pt", weights_only=True))

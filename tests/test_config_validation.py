@@ -39,6 +39,9 @@ BAD_TRAIN = [
     ({"algo": "sdpo", "algo_config": {"alpha": 2}}, r"^\[algo\] alpha: must be in \[0, 1\]"),
     ({"algo": "sdpo", "algo_config": {"topk": 0}}, r"^\[algo\] topk: must be at least 1"),
     ({"algo": "grpo", "algo_config": {"w_min": 1}}, r"^\[algo\] w_min: unknown key; valid keys: \(none\)"),
+    ({"backend": "tpu"}, r"^backend: must be one of auto \| vllm \| hf; got 'tpu'"),
+    ({"sampler_args": {"dtyp": "float32"}}, r"^sampler_args: must be keys among dtype, .*; got 'dtyp'"),
+    ({"sampler_args": {"dtype": "int3"}}, r"^sampler_args: unknown dtype 'int3'"),
 ]  # fmt: skip
 
 

@@ -133,8 +133,9 @@ def test_checkpoints_of_one_shape_share_an_engine(vllm_tiny_dir, tmp_path):
             p.add_(0.05 * torch.randn_like(p))
     m.save_pretrained(other)
     a = Policy.load(vllm_tiny_dir, backend="vllm")
+    a.sync_weights()  # a trainer's step leaves the engine's weights stale (pushed before a's next batch)
     engines = len(_ENGINES)
-    b = Policy.load(other, backend="vllm")
+    b = Policy.load(other, backend="vllm")  # must load its own weights, not take the stale ones
     assert len(_ENGINES) == engines and a.sampler.engine is b.sampler.engine
     prompt = _toy_prompt(a)
     ra = a.generate_ids(prompt, temperature=1.0, seed=3, max_new_tokens=12)
