@@ -314,8 +314,11 @@ class Trainer:
             loop=LoopConfig(max_steps=cfg.max_steps, max_errors=cfg.max_errors), rng=rng,
             user_policy=self.user_policy,
         )  # fmt: skip
+        return self._collate(collected.kept), collected
+
+    def _collate(self, kept: list) -> TokenBatch | None:
         segments, groups, rewards, success, meta = [], [], [], [], []
-        for g_idx, group in enumerate(collected.kept):
+        for g_idx, group in enumerate(kept):
             for res in group.results:
                 traj = len(rewards)
                 turns = [(t["prompt_ids"], t["completion_ids"]) for t in res.traces]
@@ -325,9 +328,21 @@ class Trainer:
                 success.append(res.outcome.success)
                 meta.append({"task_id": group.task_id, "result": res})
         if not segments:
-            return None, collected
+            return None
         pad = self.policy.tokenizer.pad_token_id or 0
-        return collate(segments, groups, rewards, success, pad, meta), collected
+        return collate(segments, groups, rewards, success, pad, meta)
+
+    def sampled_drift(self, collected: Collected) -> float | None:
+        """rollout_logprob_diff on the first sampled group when no update ran (every group was
+        dropped): the weight sync is checked on every step, not only on steps that train."""
+        batch = self._collate(collected.all_groups[:1])
+        if batch is None:
+            return None
+        rows = torch.arange(batch.input_ids.shape[0])
+        with torch.no_grad():
+            mine = torch.cat([token_logprobs(self.policy.model, batch.input_ids[c], batch.attention_mask[c],
+                                             batch.loss_mask[c]) for c in rows.split(self.cfg.micro_batch_rows)])  # fmt: skip
+        return rollout_logprob_diff(batch.rollout_logp, mine, batch.loss_mask)
 
     def update(self, batch: TokenBatch) -> dict[str, float]:
         cfg, model = self.cfg, self.policy.model
@@ -426,6 +441,8 @@ class Trainer:
                     row.update(self.update(batch))
                 else:
                     row["skipped"] = True  # no mixed group within the cap: nothing to learn from
+                    if collected is not None:
+                        row["rollout_logprob_diff"] = self.sampled_drift(collected)
                 row.setdefault("loss", None)
                 row.setdefault("kl", None)  # null: no reference model (kl_coef = 0)
                 row["seconds"] = round(time.perf_counter() - t0, 3)

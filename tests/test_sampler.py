@@ -194,3 +194,23 @@ def test_eval_names_the_backend_and_a_dead_engine_is_recorded_not_hung(vllm_tiny
     assert manifest["status"] == "complete"  # every sample ended as a row
     monkeypatch.undo()
     engine.dead = None
+
+
+def test_the_trainer_logs_rollout_drift_and_a_skipped_sync_shows(vllm_tiny_dir, tmp_path, monkeypatch):
+    """GRPO through the trainer on the vLLM sampler: in sync, every step's rollout_logprob_diff is
+    ~0; with the weight push switched off, the second step's rollouts come from stale weights."""
+    from sgcd.trainer import TrainConfig, Trainer
+
+    def run(out):  # weight decay moves the weights even when both siblings tie (zero advantage)
+        cfg = TrainConfig(benchmark="toy", benchmark_args={"levels": "0"}, model=f"local/{vllm_tiny_dir}", updates=2,
+                          groups_per_update=1, group_size=2, dynamic_sampling=False, max_new_tokens=8, max_steps=2,
+                          max_errors=1, lr=5e-2, weight_decay=1.0, checkpoint_every=2, threads=2,
+                          backend="vllm")  # fmt: skip
+        trainer = Trainer(cfg, out)
+        assert trainer.policy.backend == "vllm"
+        return [r["rollout_logprob_diff"] for r in trainer.run(progress=False)]
+
+    assert max(run(tmp_path / "synced")) <= 1e-3
+    monkeypatch.setattr(Policy, "sync_weights", lambda self: None)
+    first, second = run(tmp_path / "unsynced")
+    assert first <= 1e-3 and second > 1e-2
