@@ -138,10 +138,6 @@ _REGISTRY: dict[str, Callable[..., Benchmark]] = {"tau3-airline": Tau3Airline, "
 _CACHE: dict[tuple[str, tuple], Benchmark] = {}
 
 
-def register(name: str, factory: Callable[..., Benchmark]) -> None:
-    _REGISTRY[name] = factory
-
-
 def _factory(name: str) -> Any:
     """The class (or factory) registered as `name`, its lazy target imported; no instance built."""
     import importlib

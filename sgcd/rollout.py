@@ -110,12 +110,6 @@ def run_groups(bench: Any, tasks: list[tuple[str, int]], size: int, policy: Poli
     return [Group(task_id, results[k * size : (k + 1) * size]) for k, (task_id, _) in enumerate(tasks)]
 
 
-def run_group(bench: Any, task_id: str, size: int, policy: Policy, sampling: Sampling, loop: LoopConfig,
-              seed: int, user_policy: Policy | None = None) -> Group:  # fmt: skip
-    """G siblings of one task, each with its own sampling seed."""
-    return run_groups(bench, [(task_id, seed)], size, policy, sampling, loop, user_policy)[0]
-
-
 @dataclass
 class Collected:
     kept: list[Group]
