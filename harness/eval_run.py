@@ -338,6 +338,7 @@ def start_models(cfg: EvalConfig) -> tuple[Any, dict[str, Any] | None]:
     an unreachable provider set-up fails at once. The models' logged arguments hold no secret."""
     from inspect_ai.model import get_model
 
+    from harness.providers import GENERATION
     from harness.redact import is_secret, redact, redact_text, secret_values
 
     def start(flag: str, name: str, args: dict[str, Any]):
@@ -349,6 +350,8 @@ def start_models(cfg: EvalConfig) -> tuple[Any, dict[str, Any] | None]:
         # What inspect writes to its logs and hashes into the task's identity: no secret at all, so
         # a rotated key resumes the same run.
         model.model_args = redact({k: v for k, v in args.items() if not is_secret(k)})
+        if hasattr(model.api, "generation"):  # inspect may hand back a cached model: what serves it now
+            GENERATION[name] = model.api.generation()
         return model
 
     agent = start("--model", cfg.model, cfg.model_args)

@@ -29,10 +29,16 @@ def generation_backend(model: str, model_args: dict[str, Any] | None = None) -> 
     return {"backend": f"inspect provider {provider!r} (remote or server-side; dtype not visible here)"}
 
 
-def generation_columns(model: str) -> dict[str, Any]:
-    """The `backend` and `dtype` columns of a result row."""
-    info = generation_backend(model)
-    return {"backend": info["backend"] if model.startswith("local/") else model.split("/", 1)[0],
+def generation_columns(model: Any) -> dict[str, Any]:
+    """The `backend` and `dtype` columns of a result row, for a model name or an inspect Model
+    (a `local/` one says what actually serves it)."""
+    api = getattr(model, "api", None)
+    if api is not None and hasattr(api, "generation"):
+        info = api.generation()
+        return {"backend": info["backend"], "dtype": info["dtype"]}
+    name = str(model)
+    info = generation_backend(name)
+    return {"backend": info["backend"] if name.startswith("local/") else name.split("/", 1)[0],
             "dtype": info.get("dtype")}
 
 

@@ -66,9 +66,9 @@ def load_policy(path: str, **kwargs: Any):
     if key not in _POLICIES:
         threads = kwargs.pop("threads", None)
         options = SamplerOptions(**kwargs)
-        policy = Policy.load(resolve_local_path(path), threads=threads, options=options, max_context=options.max_context)
-        _POLICIES[key] = policy
-        GENERATION[f"local/{path}"] = generation_info(policy)
+        _POLICIES[key] = Policy.load(resolve_local_path(path), threads=threads, options=options,
+                                     max_context=options.max_context)  # fmt: skip
+    GENERATION[f"local/{path}"] = generation_info(_POLICIES[key])  # the latest load is what serves the name
     return _POLICIES[key]
 
 
@@ -120,6 +120,10 @@ class LocalModelAPI(ModelAPI):
         self.policy = load_policy(model_name, **opts)
         self.batcher = RequestBatcher(self.policy, max_batch=self.batch)
         self._calls = 0
+
+    def generation(self) -> dict[str, Any]:
+        """What serves this model: backend, dtype and, for a fallback, why."""
+        return generation_info(self.policy)
 
     def max_connections(self) -> int:
         return self.batch  # concurrent calls are generated together (harness/batching.py)

@@ -166,7 +166,7 @@ def conversation(
             attempts=result.attempts,
             **protocol.row_columns(),
             **bench.task_facts(task_id),
-            **generation_columns(str(agent_model)),
+            **generation_columns(agent_model),
         )
         state.store.set(OUTCOME_KEY, scrub(out))
         state.completed = True

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 import warnings
@@ -65,10 +66,12 @@ def _start_engine(path: Path, options: SamplerOptions, dtype: str, max_len: int)
     os.environ.setdefault("OMP_NUM_THREADS", str(torch.get_num_threads()))
     set_threads = torch.set_num_threads
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.")  # its own deprecated torch calls
+    # Its CPU build says at import that Triton lacks a CPU backend (before its logging is set up).
+    logging.getLogger("vllm.triton_utils.importing").setLevel(logging.ERROR)
     from vllm import LLM
 
     kwargs: dict[str, Any] = dict(model=str(path), skip_tokenizer_init=True, dtype=dtype, max_model_len=max_len,
-                                  enforce_eager=options.enforce_eager, seed=0,
+                                  enforce_eager=options.enforce_eager, seed=0, use_tqdm_on_load=False,
                                   tensor_parallel_size=options.tensor_parallel_size)  # fmt: skip
     if torch.cuda.is_available():
         kwargs["gpu_memory_utilization"] = options.gpu_memory_utilization

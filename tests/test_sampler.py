@@ -189,8 +189,9 @@ def test_eval_names_the_backend_and_a_dead_engine_is_recorded_not_hung(vllm_tiny
         raise RuntimeError("engine core died")
 
     monkeypatch.setattr(engine.llm, "generate", boom)
-    rows, manifest = run(tmp_path / "dead", "-M", "backend=vllm", "-M", "threads=2")
+    rows, manifest = run(tmp_path / "dead", "-M", "backend=vllm")  # the first run's Policy again
     assert rows["infra_error"].all() and len(rows) == 2
+    assert set(rows["backend"]) == {"vllm"} and manifest["provenance"]["agent"]["backend"] == "vllm"
     assert manifest["status"] == "complete"  # every sample ended as a row
     monkeypatch.undo()
     engine.dead = None
