@@ -31,7 +31,7 @@ from harness.sampler import Completion, SampleRequest, SamplerError, SamplerOpti
 
 # Config fields that do not change what the engine computes: checkpoints that differ only in
 # these share an engine.
-_IRRELEVANT = ("_name_or_path", "transformers_version", "torch_dtype", "dtype", "architectures_note")
+_IRRELEVANT = ("_name_or_path", "transformers_version", "torch_dtype", "dtype")
 
 
 @dataclass
