@@ -54,6 +54,7 @@ class Policy:
         self.name = name
         if tokenizer.chat_template is None:
             tokenizer.chat_template = CHATML_TEMPLATE
+        self.eos_ids = end_ids(tokenizer)  # read on every reply: looked up once
         self.max_context = max_context or _config_context(model, name)
         self.sampler: Sampler = sampler or HFSampler(model, self.eos_ids, self.pad_id, self.max_context, cache_slots)
 
@@ -106,10 +107,6 @@ class Policy:
 
     def render(self, system_prompt: str, tools: list[dict[str, Any]], messages: list[Message]) -> list[int]:
         return render_ids(self.tokenizer, system_prompt, tools, messages)
-
-    @property
-    def eos_ids(self) -> list[int]:
-        return end_ids(self.tokenizer)
 
     @property
     def pad_id(self) -> int:

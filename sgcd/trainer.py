@@ -167,6 +167,13 @@ def rollout_logprob_diff(rollout: torch.Tensor | None, trainer: torch.Tensor, ma
     return float((rollout[sel] - trainer[sel]).abs().mean())
 
 
+def _logprobs_no_grad(model: Any, batch: TokenBatch, chunks: list[torch.Tensor]) -> torch.Tensor:
+    """log π of `model` at the batch's policy tokens, micro-batch by micro-batch, without gradients: (B, L)."""
+    with torch.no_grad():
+        return torch.cat([token_logprobs(model, batch.input_ids[c], batch.attention_mask[c], batch.loss_mask[c])
+                          for c in chunks])  # fmt: skip
+
+
 class NonFiniteError(RuntimeError):
     """A loss or gradient that is NaN or infinite: the run stops at that step, before the weights move."""
 
@@ -338,23 +345,19 @@ class Trainer:
         batch = self._collate(collected.all_groups[:1])
         if batch is None:
             return None
-        rows = torch.arange(batch.input_ids.shape[0])
-        with torch.no_grad():
-            mine = torch.cat([token_logprobs(self.policy.model, batch.input_ids[c], batch.attention_mask[c],
-                                             batch.loss_mask[c]) for c in rows.split(self.cfg.micro_batch_rows)])  # fmt: skip
+        mine = _logprobs_no_grad(self.policy.model, batch, self._chunks(batch))
         return rollout_logprob_diff(batch.rollout_logp, mine, batch.loss_mask)
+
+    def _chunks(self, batch: TokenBatch) -> list[torch.Tensor]:
+        """The batch's row indices in micro-batches of `micro_batch_rows`."""
+        return list(torch.arange(batch.input_ids.shape[0]).split(self.cfg.micro_batch_rows))
 
     def update(self, batch: TokenBatch) -> dict[str, float]:
         cfg, model = self.cfg, self.policy.model
-        rows_all = torch.arange(batch.input_ids.shape[0])
-        chunks = [rows_all[i : i + cfg.micro_batch_rows] for i in range(0, len(rows_all), cfg.micro_batch_rows)]
+        chunks = self._chunks(batch)
         model.eval()
-        with torch.no_grad():
-            old = torch.cat([token_logprobs(model, batch.input_ids[c], batch.attention_mask[c], batch.loss_mask[c]) for c in chunks])
-            ref = None
-            if self.ref_model is not None:
-                ref = torch.cat([token_logprobs(self.ref_model, batch.input_ids[c], batch.attention_mask[c], batch.loss_mask[c])
-                                 for c in chunks])  # fmt: skip
+        old = _logprobs_no_grad(model, batch, chunks)
+        ref = None if self.ref_model is None else _logprobs_no_grad(self.ref_model, batch, chunks)
         batch.old_logp = old
         stats: dict[str, float] = dict(self.algo.prepare(batch))
         drift = rollout_logprob_diff(batch.rollout_logp, old, batch.loss_mask)
