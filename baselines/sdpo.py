@@ -58,6 +58,7 @@ import torch
 
 from harness.configs import at_least, check_config, one_of, require
 from sgcd.algorithms import Algorithm, register
+from sgcd.distributed import idle_forward
 from sgcd.teacher import teacher_rows
 from sgcd.tokens import TokenBatch, position_logits, token_logprobs
 
@@ -148,17 +149,22 @@ def at_positions(
     where: torch.Tensor,
     fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     micro_rows: int,
-) -> torch.Tensor:
+    dist: Any = None,
+) -> torch.Tensor | None:
     """fn(logits predicting the tokens at `where` (n, V), their indices into `where` (n,)) for
     every [row, pos] of `where` (N, 2), pos ≥ 1, run micro_rows rows at a time so that only the
-    selected positions' logits are ever computed: -> (N, *fn's trailing shape)."""
+    selected positions' logits are ever computed: -> (N, *fn's trailing shape); None for no
+    positions. With sharded weights (`dist`) every process makes as many forward calls."""
     out = None
     L = input_ids.shape[1]
-    for r0 in range(0, input_ids.shape[0], micro_rows):
+    starts = [r0 for r0 in range(0, input_ids.shape[0], micro_rows)
+              if ((where[:, 0] >= r0) & (where[:, 0] < r0 + micro_rows)).any()]  # fmt: skip
+    if dist is not None and dist.sharded:
+        for _ in range(dist.max(len(starts)) - len(starts)):
+            idle_forward(model, 0)
+    for r0 in starts:
         r1 = r0 + micro_rows
         sel = ((where[:, 0] >= r0) & (where[:, 0] < r1)).nonzero().flatten()
-        if sel.numel() == 0:
-            continue
         mask = torch.zeros((min(r1, input_ids.shape[0]) - r0, L), dtype=torch.bool)
         mask[where[sel, 0] - r0, where[sel, 1]] = True
         logits, kept = position_logits(model, input_ids[r0:r1], attention_mask[r0:r1], mask)
@@ -169,7 +175,6 @@ def at_positions(
         if out is None:
             out = val.new_zeros((where.shape[0], *val.shape[1:]))
         out[sel] = val
-    assert out is not None, "at_positions needs at least one position"
     return out
 
 
@@ -246,13 +251,16 @@ class SDPO(Algorithm):
         systems = self.reprompts(batch)
         eligible = torch.tensor([s is not None for s in systems])
         self._mask = batch.loss_mask * eligible[batch.row_traj][:, None].float()  # (B, L)
-        self._n_distill = int(self._mask.sum())
+        # N: the eligible tokens of the whole update, over every process (a replica's count 0).
+        dist = self.ctx.dist
+        mine = float(self._mask.sum()) if batch.counts else 0.0
+        self._n_distill = int(dist.sum([mine])[0] if dist is not None else mine)
         self._ids = self._teacher = None
         stats = {
             "distill_tokens": float(self._n_distill),
             "sdpo_excluded_trajs": float((~eligible).sum()),
         }
-        if cfg.distill_weight == 0 or self._n_distill == 0:
+        if cfg.distill_weight == 0 or self._n_distill == 0:  # the same on every process
             return stats
         B, L = batch.input_ids.shape
         k = min(cfg.topk, policy.model.config.vocab_size - 1)
@@ -260,9 +268,10 @@ class SDPO(Algorithm):
         where = self._mask.nonzero()  # (N, 2)
         policy.model.eval()
         top = at_positions(policy.model, batch.input_ids, batch.attention_mask, where,
-                           lambda lg, _: lg.topk(k, dim=-1).indices, cfg.micro_rows)  # fmt: skip
+                           lambda lg, _: lg.topk(k, dim=-1).indices, cfg.micro_rows, dist)  # fmt: skip
         self._ids = torch.zeros((B, L, k), dtype=torch.int32)
-        self._ids[where[:, 0], where[:, 1]] = top.to(torch.int32)
+        if top is not None:  # None: no eligible token on this process (others have some)
+            self._ids[where[:, 0], where[:, 1]] = top.to(torch.int32)
         # The teacher on the student's own tokens, reprompted; buckets on the same K_t.
         rows = teacher_rows(policy, batch, lambda t: systems[t])
         idx = rows.index[self._mask[rows.index[:, 0], rows.index[:, 1]] > 0]  # (N, 4)
@@ -271,19 +280,21 @@ class SDPO(Algorithm):
         tb = rows.batch
         vals = at_positions(teacher, tb.input_ids, tb.attention_mask, idx[:, 2:],
                             lambda lg, sel: topk_tail(lg.log_softmax(-1), ids[sel]),
-                            cfg.micro_rows)  # fmt: skip
+                            cfg.micro_rows, dist)  # fmt: skip
         self._teacher = torch.zeros((B, L, k + 1))
-        self._teacher[idx[:, 0], idx[:, 1]] = vals
         self.last_teacher_rows = rows
-        stats["teacher_topk_mass"] = float((1 - vals[:, -1].exp()).mean())
+        if vals is not None:
+            self._teacher[idx[:, 0], idx[:, 1]] = vals
+            stats["teacher_topk_mass"] = float((1 - vals[:, -1].exp()).mean())
         return stats
 
     def _chunk_weight(self, batch: TokenBatch, rows: torch.Tensor) -> float:
-        """The trainer's scale for this micro-batch's loss (sgcd/trainer.py: Σ_c w_c = 1)."""
+        """The trainer's scale for this micro-batch's loss (sgcd/trainer.py: Σ_c w_c = 1 over every
+        process's micro-batches; the totals are the update's, over all processes)."""
         m = batch.loss_mask
         if self.ctx.pg.loss_agg == "token-mean":
-            return float(m[rows].sum() / m.sum().clamp(min=1))
-        return float((m[rows].sum(-1) > 0).sum() / (m.sum(-1) > 0).sum().clamp(min=1))
+            return float(m[rows].sum()) / (batch.global_tokens or float(m.sum().clamp(min=1)))
+        return float((m[rows].sum(-1) > 0).sum()) / (batch.global_rows or float((m.sum(-1) > 0).sum().clamp(min=1)))
 
     def loss(self, batch, logp, old_logp, ref_logp, adv_tok, rows, logits=None):
         """(1 − λ)·L_GRPO + λ·L_distill on micro-batch `rows`. L_distill is scaled by 1 / w_c so

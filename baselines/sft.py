@@ -9,6 +9,7 @@ the assistant tokens only: loss = −Σ_t m_t log π(y_t) / Σ_t m_t.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,12 +44,16 @@ class SFT(Algorithm):
     class Config:
         pass
 
-    def scripted_batch(self, bench: Any, task_ids: list[str], rng: random.Random, n: int) -> TokenBatch:
+    def scripted_batch(self, bench: Any, task_ids: list[str], rng: random.Random, n: int,
+                       share: Callable[[list[Any]], list[Any]] = list) -> TokenBatch:  # fmt: skip
+        """The update's `n` scripted conversations, drawn the same on every process; `share`
+        picks this process's part of them (sgcd/distributed.py Dist.mine)."""
         if not hasattr(bench, "scripted_messages"):
             raise ValueError(f"benchmark {bench.name!r} has no scripted solutions for a supervised warm start")
+        drawn = share([rng.choice(task_ids) for _ in range(n)])
+        n = len(drawn)
         segments = []
-        for traj in range(n):
-            task_id = rng.choice(task_ids)
+        for traj, task_id in enumerate(drawn):
             start = bench.episode(task_id).reset()
             msgs = bench.scripted_messages(task_id)  # the whole conversation, opening messages included
             if msgs[: len(start.messages)] != list(start.messages):

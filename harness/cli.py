@@ -172,23 +172,38 @@ def _key_values(flag: str, items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--updates", default=None, type=int, help="Budget: number of updates.")
 @click.option("--seed", default=None, type=int)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
-def train_cmd(algo, benchmark, model, config_path, updates, seed, out_dir) -> None:
+@click.option("--processes", default=1, type=click.IntRange(1),
+              help="Start this many local training processes (gloo on CPU). On GPU nodes use "
+                   "`accelerate launch --config_file configs/accelerate/...` instead.")  # fmt: skip
+def train_cmd(algo, benchmark, model, config_path, updates, seed, out_dir, processes) -> None:
     """Train a checkpoint; write runs/NAME/train/ (config, manifest, metrics, checkpoints). Re-running resumes."""
-    from sgcd.trainer import NonFiniteError, TrainConfig, Trainer
+    from sgcd.distributed import launched
+    from sgcd.launch import LaunchError, run_processes, train_worker
+    from sgcd.trainer import NonFiniteError, TrainConfig, Trainer, check_processes
 
+    main_process = int(os.environ.get("RANK", "0")) == 0
     try:
         cfg = TrainConfig.from_toml(config_path, algo=algo, benchmark=benchmark, model=model, updates=updates, seed=seed)
+        if processes > 1:
+            if launched():
+                raise click.UsageError("--processes starts its own processes; under accelerate launch or torchrun "
+                                       "leave it out (the launch decides the process count)")  # fmt: skip
+            check_processes(cfg, processes)
+            done = run_processes(train_worker, (cfg, out_dir), processes)
+            console.print(f"{done} updates done with {processes} processes; checkpoints: {out_dir / 'train' / 'checkpoints'}")
+            return
         trainer = Trainer(cfg, out_dir)
-    except (ValueError, KeyError, FileNotFoundError, DataError) as e:
+    except (ValueError, KeyError, FileNotFoundError, DataError, LaunchError) as e:
         raise click.ClickException(str(e)) from e
-    if trainer.start_step:
+    if trainer.start_step and main_process:
         console.print(f"resuming from step {trainer.start_step}")
     try:
         rows = trainer.run()
     except NonFiniteError as e:
         raise click.ClickException(str(e)) from e
     last = trainer.latest_checkpoint()
-    console.print(f"{len(rows)} updates done; checkpoint: {last}; metrics: {trainer.dir / 'metrics.jsonl'}")
+    if main_process:
+        console.print(f"{len(rows)} updates done; checkpoint: {last}; metrics: {trainer.dir / 'metrics.jsonl'}")
 
 
 @main.command("experiment")
@@ -196,10 +211,13 @@ def train_cmd(algo, benchmark, model, config_path, updates, seed, out_dir) -> No
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="The experiment's directory (default: runs/NAME).")
 @click.option("--force", is_flag=True, help="Redo pieces whose config changed since they ran (else: refused).")
-def experiment_cmd(config_path: Path, out_dir: Path | None, force: bool) -> None:
+@click.option("--processes", default=1, type=click.IntRange(1),
+              help="Train each piece with this many local processes (evaluations run alone).")
+def experiment_cmd(config_path: Path, out_dir: Path | None, force: bool, processes: int) -> None:
     """Train every method x seed, evaluate every checkpoint and the base, write one report.
     Re-running resumes: finished pieces with the same config are skipped."""
     from harness.experiment import Experiment, ExperimentConfig
+    from sgcd.launch import LaunchError
     from sgcd.trainer import NonFiniteError
 
     try:
@@ -208,10 +226,21 @@ def experiment_cmd(config_path: Path, out_dir: Path | None, force: bool) -> None
         raise click.ClickException(str(e)) from e
     out = out_dir or Path("runs") / cfg.name
     try:
-        report = Experiment(cfg, out, force=force).run()
-    except (ValueError, KeyError, DataError, NonFiniteError) as e:
+        if processes > 1:
+            from sgcd.distributed import launched
+            from sgcd.trainer import check_processes
+
+            if launched():
+                raise click.UsageError("--processes starts its own processes; under accelerate launch or torchrun "
+                                       "leave it out")  # fmt: skip
+            warm, trains, _ = Experiment(cfg, out).plan()
+            for piece in ([warm] if warm else []) + trains:  # before any piece runs
+                check_processes(piece.config, processes)
+        report = Experiment(cfg, out, force=force, processes=processes).run()
+    except (ValueError, KeyError, DataError, NonFiniteError, LaunchError) as e:
         raise click.ClickException(str(e)) from e
-    click.echo(f"report: {report}")
+    if report is not None:
+        click.echo(f"report: {report}")
 
 
 @main.command("demo")

@@ -199,10 +199,18 @@ def _recordable(config: Any) -> dict[str, Any]:
 
 
 class Experiment:
-    def __init__(self, cfg: ExperimentConfig, out_dir: Path, force: bool = False):
+    def __init__(self, cfg: ExperimentConfig, out_dir: Path, force: bool = False, processes: int = 1):
+        """processes > 1: each training piece is its own launch of that many local processes
+        (sgcd/launch.py); evaluations run here, alone. Under `accelerate launch` instead, every
+        process trains each piece together and then all but the main one stop: the main process
+        evaluates and reports with no other process waiting on it."""
+        from sgcd.distributed import Dist, launched
+
         self.cfg = cfg
         self.dir = Path(out_dir).resolve()
         self.force = force
+        self.processes = processes
+        self.dist = Dist.start() if launched() else Dist()
         self.pieces: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ the plan
@@ -294,13 +302,16 @@ class Experiment:
                 "Restore the config, use a new --out folder, or re-run with --force to redo these pieces "
                 "(and every piece after them)."
             )
-        for p, c in changed:
+        for p, c in changed if self.dist.is_main else []:
             console.print(f"[yellow]--force[/]: redoing {p.name} ({c})")
             shutil.rmtree(p.out, ignore_errors=True)
             p.record_path.unlink(missing_ok=True)
+        self.dist.barrier()
         return [p for p, _ in changed]
 
     def _write_record(self, piece: Piece) -> None:
+        if not self.dist.is_main:
+            return
         piece.record_path.parent.mkdir(parents=True, exist_ok=True)
         rec = {"kind": piece.kind, "name": piece.name, "path": str(piece.out.relative_to(self.dir)),
                "config_hash": piece.hash, "after": piece.after, "config": _recordable(piece.config)}  # fmt: skip
@@ -311,6 +322,8 @@ class Experiment:
     # ------------------------------------------------------------------ running
 
     def _record(self, piece: Piece, status: str, seconds: float) -> None:
+        if not self.dist.is_main:
+            return
         self.pieces.append({"kind": piece.kind, "name": piece.name, "status": status, "seconds": round(seconds, 1),
                             "path": str(piece.out.relative_to(self.dir)), "config_hash": piece.hash})  # fmt: skip
         console.print(f"[bold]{piece.kind}[/] {piece.name}: {status} ({seconds:.0f} s)")
@@ -325,7 +338,12 @@ class Experiment:
             status = "skipped (finished earlier)"
         else:
             started = (piece.out / "train" / "metrics.jsonl").exists()
-            Trainer(piece.config, piece.out).run()
+            if self.processes > 1:
+                from sgcd.launch import run_processes, train_worker
+
+                run_processes(train_worker, (piece.config, piece.out), self.processes)
+            else:
+                Trainer(piece.config, piece.out).run(progress=self.dist.is_main)
             status = "re-ran (config changed, --force)" if redone else "resumed" if started else "ran"
         self._record(piece, status, time.perf_counter() - t0)
         return piece.out / "train" / "checkpoints" / f"step-{updates}"
@@ -349,6 +367,8 @@ class Experiment:
         return piece.out
 
     def _write_manifest(self, status: str) -> None:
+        if not self.dist.is_main:
+            return
         from harness.eval_run import git_commit, package_versions
         from harness.redact import redact
 
@@ -365,7 +385,8 @@ class Experiment:
         tmp.write_text(json.dumps(manifest, indent=2, default=str))
         os.replace(tmp, self.dir / "manifest.json")
 
-    def run(self) -> Path:
+    def run(self) -> Path | None:
+        """The report's path (None on a launch's other processes, which stop after training)."""
         from harness.benchmarks import get_benchmark
 
         cfg = self.cfg
@@ -383,6 +404,8 @@ class Experiment:
             self._train(piece, id(piece) in redone)
             train_logs.append(piece.out / "train" / "metrics.jsonl")
             self._write_manifest("training")
+        if not self.dist.is_main:
+            return None  # evaluation runs in the main process alone: nothing waits on it
         eval_dirs = []
         for piece in evals:
             eval_dirs.append(self._eval(piece, id(piece) in redone))

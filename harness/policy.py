@@ -66,6 +66,12 @@ class Policy:
             self._model = self._model_loader()
         return self._model
 
+    @model.setter
+    def model(self, model: Any) -> None:
+        """The trainer's model replaces the loaded one (e.g. the same model with a LoRA adapter
+        injected into it, which the hf sampler, holding that same object, then samples from)."""
+        self._model = model
+
     @classmethod
     def load(cls, path: str | Path, threads: int | None = None, dtype: str | None = None, device: str | None = None,
              backend: str = "auto", options: SamplerOptions | None = None, max_context: int | None = None,
@@ -118,10 +124,11 @@ class Policy:
     def backend(self) -> str:
         return self.sampler.backend
 
-    def sync_weights(self) -> None:
-        """After an optimizer step: the sampler samples from the model's current weights."""
+    def sync_weights(self, state: dict[str, Any] | None = None) -> None:
+        """After an optimizer step: the sampler samples from the model's current weights (`state`:
+        the whole weights when the model's own are sharded over processes)."""
         model = self.model
-        self.sampler.load_weights(lambda: model.state_dict().items())
+        self.sampler.load_weights(lambda: (state if state is not None else model.state_dict()).items())
 
     def clear_cache(self) -> None:
         self.sampler.clear_cache()

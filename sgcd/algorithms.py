@@ -5,6 +5,8 @@ hooks, so it knows no algorithm by name:
   data           "rollouts" (sibling groups from the policy) or "scripted" (supervised turns)
   prepare(batch) detached work before the update (e.g. a teacher pass); returns metrics
   token_advantages(batch, adv) (T,) trajectory advantages -> (B, L) token advantages
+  audit_payload() / write_audit(payloads, main)  after token_advantages, on every process: the
+                 step's audit, gathered from every process and written once
   loss(batch, logp, old_logp, ref_logp, adv_tok, rows, logits) -> (scalar loss, metrics);
                  `rows` are the micro-batch's rows, `logits` (N, V) the student's forward at the
                  N policy tokens of those rows (batch.loss_mask[rows].nonzero(), row-major)
@@ -54,6 +56,7 @@ class AlgoContext:
     pg: PGConfig
     step: int = 0
     bench: Any = None
+    dist: Any = None  # sgcd/distributed.py Dist: this process's place in a launch (None: alone)
 
 
 class Algorithm:
@@ -65,6 +68,15 @@ class Algorithm:
         self.cfg, self.ctx = cfg, ctx
 
     def prepare(self, batch: TokenBatch) -> dict[str, float]:
+        return {}
+
+    def audit_payload(self) -> Any:
+        """What this process has to add to the step's audit (after token_advantages), or None."""
+        return None
+
+    def write_audit(self, payloads: list[Any], main: bool) -> dict[str, float]:
+        """Every process's payload, in rank order: the main process writes the step's one audit
+        file. Returns metrics for the step's row (the same on every process)."""
         return {}
 
     def token_advantages(self, batch: TokenBatch, traj_adv: torch.Tensor) -> torch.Tensor:

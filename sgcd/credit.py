@@ -368,15 +368,19 @@ def make_provider(name: str, random_base: str = "zero", seed: int = 0, max_new_t
 
 
 class ReferenceCache:
-    """References by group content and provider, on disk: a resumed run does not pay twice."""
+    """References by group content and provider, on disk: a resumed run does not pay twice. Each
+    process appends to its own file (`path`) and reads every process's."""
 
     def __init__(self, path: Path):
         self.path = path
         self.entries: dict[str, dict[str, Any]] = {}
-        for i, rec in enumerate(read_jsonl(path, repair=True), start=1):  # a torn last line: dropped, warned
-            if not isinstance(rec.get("key"), str):
-                raise JsonlError(f"{path}: record {i} has no 'key'; remove the file to ask the provider again")
-            self.entries[rec["key"]] = rec
+        # Every process's file in the folder (cache.jsonl, cache.rank-R.jsonl): a resumed launch
+        # finds each reference whichever process asked for it.
+        for f in sorted(path.parent.glob("cache*.jsonl")) if path.parent.is_dir() else []:
+            for i, rec in enumerate(read_jsonl(f, repair=f == path), start=1):  # a torn last line: dropped, warned
+                if not isinstance(rec.get("key"), str):
+                    raise JsonlError(f"{f}: record {i} has no 'key'; remove the file to ask the provider again")
+                self.entries[rec["key"]] = rec
 
     @staticmethod
     def key(provider: str, prompt: str) -> str:

@@ -143,7 +143,9 @@ class SGCD(Algorithm):
                                       bench=bench)  # fmt: skip
         self.audit = (make_provider(cfg.audit_provider, max_new_tokens=cfg.provider_max_tokens, bench=bench)
                       if cfg.audit_provider else None)  # fmt: skip
-        self.cache = ReferenceCache(ctx.run_dir / "credit" / "cache.jsonl")
+        # One cache file per process (concurrent writers never share a file); each reads them all.
+        rank = ctx.dist.rank if ctx.dist is not None else 0
+        self.cache = ReferenceCache(ctx.run_dir / "credit" / ("cache.jsonl" if rank == 0 else f"cache.rank-{rank}.jsonl"))
         self._weights: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ references
@@ -208,13 +210,13 @@ class SGCD(Algorithm):
 
         rows = teacher_rows(policy, batch, system_for)
         policy.model.eval()
-        t_lp = align(teacher_logprobs(policy.model, rows), rows, tuple(batch.input_ids.shape))
+        t_lp = align(teacher_logprobs(policy.model, rows, dist=self.ctx.dist), rows, tuple(batch.input_ids.shape))
         s_lp = batch.old_logp  # the student pass: the same weights on the clean prompt, no gradient
         d = (t_lp - s_lp) * batch.loss_mask
         self._d = d
         self._records = records
         self.last_teacher_rows = rows
-        return {
+        return {  # credit counts of this process's groups; the step's row gets all processes' (write_audit)
             **{f"credit_{k}": float(v) for k, v in credit_counts(records).items()},
             "teacher_d_abs_mean": float((d.abs() * batch.loss_mask).sum() / batch.loss_mask.sum().clamp(min=1)),
         }
@@ -225,21 +227,13 @@ class SGCD(Algorithm):
         w = credit_weights(self._d, batch.loss_mask, row_adv, batch.row_traj, cfg.temperature, cfg.form,
                            cfg.normalize, cfg.w_min, cfg.w_max)  # fmt: skip
         self._weights = w
-        self._write_audit(batch, traj_adv, w)
+        self._audit = self._audit_record(batch, traj_adv, w)
         return (row_adv[:, None] * w * batch.loss_mask).detach()
 
     # ------------------------------------------------------------------ audit
 
-    def _write_audit(self, batch: TokenBatch, traj_adv: torch.Tensor, w: torch.Tensor) -> None:
-        mask = batch.loss_mask > 0
-        vals = w[mask]
-        self.last_weight_stats = {
-            "weight_mean": float(vals.mean()) if vals.numel() else float("nan"),
-            "weight_std": float(vals.std()) if vals.numel() > 1 else 0.0,
-            "weight_min": float(vals.min()) if vals.numel() else float("nan"),
-            "weight_max": float(vals.max()) if vals.numel() else float("nan"),
-            "weight_clipped_frac": float(((vals <= self.cfg.w_min) | (vals >= self.cfg.w_max)).float().mean()) if vals.numel() else 0.0,
-        }
+    def _audit_record(self, batch: TokenBatch, traj_adv: torch.Tensor, w: torch.Tensor) -> dict[str, Any]:
+        """This process's share of the step's audit: its groups, trajectories and token weights."""
         per_traj = []
         for t in range(len(batch.rewards)):
             rows = (batch.row_traj == t).nonzero().flatten()
@@ -250,14 +244,41 @@ class SGCD(Algorithm):
                              "weight_mean": float(wt.mean()) if wt.numel() else None,
                              "weight_std": float(wt.std()) if wt.numel() > 1 else None,
                              "d_mean": float(self._d[rows][m].mean()) if wt.numel() else None})  # fmt: skip
-        out = self.ctx.run_dir / "credit" / f"step-{self.ctx.step}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"step": self.ctx.step, "groups": self._records, "trajectories": per_traj,
-                                   "weights": self.last_weight_stats}, default=str))  # fmt: skip
-        tmp.replace(out)
+        return {"groups": self._records, "trajectories": per_traj, "weights": w[batch.loss_mask > 0].tolist()}
 
-    def loss(self, batch, logp, old_logp, ref_logp, adv_tok, rows, logits=None):
-        loss, stats = super().loss(batch, logp, old_logp, ref_logp, adv_tok, rows)
-        stats.update(getattr(self, "last_weight_stats", {}))
-        return loss, stats
+    def audit_payload(self) -> dict[str, Any] | None:
+        out, self._audit = getattr(self, "_audit", None), None
+        return out
+
+    def write_audit(self, payloads: list[Any], main: bool) -> dict[str, float]:
+        """One credit/step-N.json per step, written by the main process: every process's groups
+        and trajectories (numbered through, in rank order) and the weight statistics over all
+        policy tokens."""
+        groups, per_traj, vals_list = [], [], []
+        for part in payloads:
+            if part is None:
+                continue
+            t0, g0 = len(per_traj), 1 + max((g["group"] for g in groups), default=-1)
+            groups += [{**g, "group": g["group"] + g0, "trajectories": [t + t0 for t in g["trajectories"]]}
+                       for g in part["groups"]]  # fmt: skip
+            per_traj += [{**t, "traj": t["traj"] + t0} for t in part["trajectories"]]
+            vals_list += part["weights"]
+        if not per_traj:
+            return {}
+        vals = torch.tensor(vals_list)
+        self.last_weight_stats = {
+            "weight_mean": float(vals.mean()) if vals.numel() else float("nan"),
+            "weight_std": float(vals.std()) if vals.numel() > 1 else 0.0,
+            "weight_min": float(vals.min()) if vals.numel() else float("nan"),
+            "weight_max": float(vals.max()) if vals.numel() else float("nan"),
+            "weight_clipped_frac": float(((vals <= self.cfg.w_min) | (vals >= self.cfg.w_max)).float().mean()) if vals.numel() else 0.0,
+        }
+        if main:
+            out = self.ctx.run_dir / "credit" / f"step-{self.ctx.step}.json"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"step": self.ctx.step, "groups": groups, "trajectories": per_traj,
+                                       "weights": self.last_weight_stats}, default=str))  # fmt: skip
+            tmp.replace(out)
+        return {**{f"credit_{k}": float(v) for k, v in credit_counts(groups).items()}, **self.last_weight_stats}
+

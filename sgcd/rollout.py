@@ -112,39 +112,89 @@ def run_groups(bench: Any, tasks: list[tuple[str, int]], size: int, policy: Poli
 
 @dataclass
 class Collected:
+    """One update's groups. Counters and means are over every process's groups; `kept` and
+    `all_groups` are this process's. `replica`: this process got a copy of another's kept group
+    only to keep its collectives in step (fewer kept groups than processes): its rows do not count."""
+
     kept: list[Group]
     sampled: int = 0
     dropped_all_fail: int = 0
     dropped_all_success: int = 0
     dropped_infra: int = 0
     all_groups: list[Group] = field(default_factory=list)
+    kept_total: int = 0
+    episodes: int = 0
+    reward_sum: float = 0.0
+    success_sum: int = 0
+    replica: bool = False
+
+    @property
+    def reward_mean(self) -> float:
+        return self.reward_sum / max(self.episodes, 1)
+
+    @property
+    def success_rate(self) -> float:
+        return self.success_sum / max(self.episodes, 1)
 
 
 def collect_groups(bench: Any, task_ids: list[str], policy: Policy, *, groups_per_update: int, group_size: int,
                    max_groups_sampled: int, dynamic_sampling: bool, sampling: Sampling, loop: LoopConfig,
-                   rng: random.Random, user_policy: Policy | None = None, on_group=None) -> Collected:  # fmt: skip
-    """Sample groups until the update is full (dynamic sampling) or the cap is reached."""
+                   rng: random.Random, user_policy: Policy | None = None, on_group=None,
+                   dist: Any = None) -> Collected:  # fmt: skip
+    """Sample groups until the update is full (dynamic sampling) or the cap is reached.
+
+    With several processes (`dist`, sgcd/distributed.py) every process draws the same tasks and
+    seeds; process r samples groups r, r + N, ... of each wave; the keep decisions are taken on
+    the gathered outcomes in the wave's order, so they are those of one process; the kept groups
+    are then dealt out (kept[r::N])."""
+    rank, world = (0, 1) if dist is None else (dist.rank, dist.world)
     out = Collected(kept=[])
-    while len(out.kept) < groups_per_update and out.sampled < max_groups_sampled:
+    kept_all: list[tuple[int, Group | None]] = []  # (wave order, the group where this process sampled it)
+    while out.kept_total < groups_per_update and out.sampled < max_groups_sampled:
         # A wave: as many groups as the update still lacks (within the cap), sampled together.
-        wave = min(groups_per_update - len(out.kept), max_groups_sampled - out.sampled)
+        wave = min(groups_per_update - out.kept_total, max_groups_sampled - out.sampled)
         tasks = []
         for _ in range(wave):
             task_id = rng.choice(task_ids)
             tasks.append((task_id, rng.randrange(1 << 30)))
-        for group in run_groups(bench, tasks, group_size, policy, sampling, loop, user_policy):
+        mine = list(range(rank, wave, world))
+        groups = dict(zip(mine, run_groups(bench, [tasks[i] for i in mine], group_size, policy, sampling, loop,
+                                           user_policy), strict=True))  # fmt: skip
+        summary = {i: (g.successes, g.infra_errors, sum(r.outcome.reward for r in g.results)) for i, g in groups.items()}
+        if world > 1:
+            summary = {i: v for part in dist.gather(summary) for i, v in part.items()}
+        for i in range(wave):
+            successes, infra, reward = summary[i]
+            group = groups.get(i)
             out.sampled += 1
-            out.all_groups.append(group)
-            if on_group:
-                on_group(group)
-            if group.infra_errors:
+            out.episodes += group_size
+            out.reward_sum += reward
+            out.success_sum += successes
+            if group is not None:
+                out.all_groups.append(group)
+                if on_group:
+                    on_group(group)
+            if infra:
                 out.dropped_infra += 1
-            elif dynamic_sampling and group.successes == 0:
+            elif dynamic_sampling and successes == 0:
                 out.dropped_all_fail += 1
-            elif dynamic_sampling and group.successes == group_size:
+            elif dynamic_sampling and successes == group_size:
                 out.dropped_all_success += 1
             else:
-                out.kept.append(group)
+                out.kept_total += 1
+                kept_all.append((len(kept_all), group))
+    if world == 1:
+        out.kept = [g for _, g in kept_all if g is not None]
+        return out
+    # Deal the kept groups out again: process r trains on kept[r::N] (sent by whoever sampled them).
+    here = {k: g for k, g in kept_all if g is not None}
+    pool: dict[int, Group] = {}
+    for part in dist.gather({k: g for k, g in here.items()}):
+        pool.update(part)
+    order = [pool[k] for k in range(len(kept_all))]
+    out.kept = order[rank::world]
+    if not out.kept and order:  # fewer kept groups than processes: a copy that does not count
+        out.kept, out.replica = [order[rank % len(order)]], True
     return out
 
 

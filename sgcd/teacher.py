@@ -70,15 +70,20 @@ def align(values: torch.Tensor, rows: TeacherRows, shape: tuple[int, int]) -> to
 
 
 @torch.no_grad()
-def teacher_logprobs(model: Any, rows: TeacherRows, micro_rows: int = 4) -> torch.Tensor:
+def teacher_logprobs(model: Any, rows: TeacherRows, micro_rows: int = 4, dist: Any = None) -> torch.Tensor:
     """log π_T(y_t | teacher prefix) at the teacher rows' policy tokens (0 elsewhere): (B', L').
-    No gradient."""
+    No gradient. With sharded weights (`dist`) every process makes as many forward calls."""
+    from sgcd.distributed import idle_forward
     from sgcd.tokens import token_logprobs
 
     tb = rows.batch
-    parts = [
-        token_logprobs(model, tb.input_ids[i : i + micro_rows], tb.attention_mask[i : i + micro_rows],
-                       tb.loss_mask[i : i + micro_rows])
-        for i in range(0, tb.input_ids.shape[0], micro_rows)
-    ]
+    n = tb.input_ids.shape[0]
+    chunks = dist.micro_batches(n, micro_rows, pad=dist.sharded) if dist is not None else \
+        list(torch.arange(n).split(micro_rows))  # fmt: skip
+    parts = []
+    for c in chunks:
+        if c is None:
+            idle_forward(model, 0)
+        else:
+            parts.append(token_logprobs(model, tb.input_ids[c], tb.attention_mask[c], tb.loss_mask[c]))
     return torch.cat(parts)

@@ -78,6 +78,11 @@ class TokenBatch:
     meta: list[dict[str, Any]] = field(default_factory=list)
     old_logp: torch.Tensor | None = None  # (B, L) log π_old at every position, set by the trainer
     rollout_logp: torch.Tensor | None = None  # (B, L) the sampler's log-probs at policy tokens (NaN: not returned)
+    # Set by the trainer: the update's policy tokens and rows over every process (the loss's
+    # denominators), and whether this process's rows count (False: a replica, weight 0).
+    global_tokens: float = 0.0
+    global_rows: float = 0.0
+    counts: bool = True
 
     @property
     def num_policy_tokens(self) -> int:
@@ -120,10 +125,27 @@ def collate(
     )
 
 
+def _inner(model: Any) -> Any:
+    """The transformers model inside a DDP wrapper and/or a peft adapter: its forward signature
+    and device are the ones to read. A training pass still goes through the wrappers (gradient
+    all-reduce; the adapter passes every keyword on to it)."""
+    model = getattr(model, "module", model)
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def _accepts_logits_to_keep(model: Any) -> bool:
     import inspect
 
-    return "logits_to_keep" in inspect.signature(model.forward).parameters
+    return "logits_to_keep" in inspect.signature(_inner(model).forward).parameters
+
+
+def _sharded(model: Any) -> bool:
+    """Weights split over processes (FSDP2, DeepSpeed ZeRO-3): every forward call is a
+    collective, so every process must make the same number of them."""
+    from torch.distributed.fsdp import FSDPModule
+
+    inner = _inner(model)
+    return isinstance(inner, FSDPModule) or hasattr(next(inner.parameters()), "ds_id")
 
 
 def position_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, score_mask: torch.Tensor):
@@ -139,13 +161,14 @@ def position_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.T
     where = score_mask.bool() & attention_mask.bool()
     where[:, 0] = False  # position 0 has no prediction
     width = max(int(attention_mask.sum(-1).max()), 1)
-    dev = model.device  # batches live on the CPU; results come back there (differentiably)
+    dev = _inner(model).device  # batches live on the CPU; results come back there (differentiably)
     keep = torch.zeros((B, width), dtype=torch.bool)
     keep[:, :-1] = where[:, 1:width]  # the logits at t - 1 predict the token at t
     kwargs = {"input_ids": input_ids[:, :width].to(dev), "attention_mask": attention_mask[:, :width].to(dev)}
     if not _accepts_logits_to_keep(model):
         return model(**kwargs).logits[keep.to(dev)], where
-    shared = _shared_prefix(input_ids[:, :width], attention_mask[:, :width], keep)
+    # The shared-prefix pass runs the model twice or once depending on the rows: not when sharded.
+    shared = 0 if _sharded(model) else _shared_prefix(input_ids[:, :width], attention_mask[:, :width], keep)
     logits = None
     if shared:
         logits = _forward_with_shared_prefix(model, kwargs["input_ids"], kwargs["attention_mask"], keep.to(dev), shared)

@@ -30,6 +30,8 @@ from harness.loop import LoopConfig
 from harness.sampler import BACKENDS, SamplerError, SamplerOptions
 from sgcd.advantages import ESTIMATORS, compute_advantages
 from sgcd.algorithms import AlgoContext, get_algorithm
+from sgcd.distributed import Dist, full_state, idle_forward
+from sgcd.lora import LoraSettings, is_lora, merged_state, save_adapter, wrap
 from sgcd.losses import PGConfig, aggregate
 from sgcd.rollout import Collected, Sampling, collect_groups
 from sgcd.tokens import TokenBatch, collate, segments_from_turns, token_logprobs
@@ -63,6 +65,9 @@ class TrainConfig:
     # the sampler's other options (harness/sampler.py SamplerOptions): dtype, kv_cache_gib,
     # gpu_memory_utilization, tensor_parallel_size, max_context
     sampler_args: dict[str, Any] = field(default_factory=dict)
+    # LoRA (sgcd/lora.py): {} trains every weight; { r, alpha, dropout, target_modules } a peft
+    # adapter (checkpoints merged, the adapter beside them)
+    lora: dict[str, Any] = field(default_factory=dict)
     # optimisation
     lr: float = 1e-5
     weight_decay: float = 0.0
@@ -109,9 +114,13 @@ class TrainConfig:
         one_of("advantage", self.advantage, sorted(ESTIMATORS))
         one_of("backend", self.backend, list(BACKENDS))
         self.sampler_options()
+        self.lora_settings()
         PGConfig(self.clip_low, self.clip_high, self.loss_agg, self.kl_coef)  # the loss's own checks
         require(bool(self.model), "model", "local/PATH, local/smollm2 or a checkpoint folder", self.model)
         from_table(algo_cls.Config, self.algo_config, "algo")
+
+    def lora_settings(self) -> LoraSettings | None:
+        return from_table(LoraSettings, self.lora, "lora") if self.lora else None
 
     def sampler_options(self) -> SamplerOptions:
         allowed = {"dtype", "kv_cache_gib", "gpu_memory_utilization", "tensor_parallel_size", "max_context"}
@@ -146,7 +155,7 @@ class TrainConfig:
         from harness.redact import redact
 
         d = redact(dataclasses.asdict(self))  # e.g. a credit provider's api_key never reaches the file
-        tables = {k: d.pop(k) for k in ("benchmark_args", "sampler_args", "algo_config")}
+        tables = {k: d.pop(k) for k in ("benchmark_args", "sampler_args", "lora", "algo_config")}
         d = {k: v for k, v in d.items() if v is not None}
         return "# budget: updates x groups_per_update kept groups of group_size siblings\n" + tomli_w.dumps(
             {**d, **tables}
@@ -167,11 +176,33 @@ def rollout_logprob_diff(rollout: torch.Tensor | None, trainer: torch.Tensor, ma
     return float((rollout[sel] - trainer[sel]).abs().mean())
 
 
-def _logprobs_no_grad(model: Any, batch: TokenBatch, chunks: list[torch.Tensor]) -> torch.Tensor:
-    """log π of `model` at the batch's policy tokens, micro-batch by micro-batch, without gradients: (B, L)."""
+def _logprobs_no_grad(model: Any, batch: TokenBatch | None, chunks: list[torch.Tensor | None],
+                      pad_id: int = 0) -> torch.Tensor | None:  # fmt: skip
+    """log π of `model` at the batch's policy tokens, micro-batch by micro-batch, without gradients:
+    (B, L). A None chunk is an idle pass (sharded weights: every process makes as many passes);
+    a process without rows gets None."""
+    parts = []
     with torch.no_grad():
-        return torch.cat([token_logprobs(model, batch.input_ids[c], batch.attention_mask[c], batch.loss_mask[c])
-                          for c in chunks])  # fmt: skip
+        for c in chunks:
+            if c is None:
+                idle_forward(model, pad_id)
+            else:
+                assert batch is not None
+                parts.append(token_logprobs(model, batch.input_ids[c], batch.attention_mask[c], batch.loss_mask[c]))
+    return torch.cat(parts) if parts else None
+
+
+def check_processes(cfg: TrainConfig, n: int) -> None:
+    """The update's budget must deal out evenly over n processes (checked before any rollout; a
+    resumed run may change its process count only to one that divides it too)."""
+    if n == 1:
+        return
+    key, value = (("sft_examples_per_update", cfg.sft_examples_per_update)
+                  if get_algorithm(cfg.algo).data == "scripted" else ("groups_per_update", cfg.groups_per_update))  # fmt: skip
+    if value % n:
+        raise ConfigError(key, f"divisible by the {n} processes of this launch (each process samples and trains "
+                               f"an equal share of the update); use a multiple of {n} or a process count that "
+                               f"divides {value}", value)  # fmt: skip
 
 
 class NonFiniteError(RuntimeError):
@@ -193,8 +224,13 @@ class Trainer:
         self.cfg = cfg
         self.dir = Path(out_dir) / "train"
         self.ckpt_dir = self.dir / "checkpoints"
-        self.dir.mkdir(parents=True, exist_ok=True)
-        torch.set_num_threads(cfg.threads)
+        # First, before any model loads: this process's place in a launch (an in-process vLLM
+        # engine then joins the launch's process group instead of starting its own).
+        self.dist = Dist.start()
+        check_processes(cfg, self.dist.world)
+        if self.dist.is_main:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        torch.set_num_threads(self.threads)
         self.bench = get_benchmark(cfg.benchmark, **cfg.benchmark_args)
         self.task_ids = self.bench.split_ids(cfg.split)
         self.algo_cls = get_algorithm(cfg.algo)
@@ -202,24 +238,47 @@ class Trainer:
 
         resume = self.latest_checkpoint()
         base = resolve_local_path(cfg.model[len("local/"):]) if cfg.model.startswith("local/") else Path(cfg.model)
-        self.policy = Policy.load(resume or base, threads=cfg.threads, options=cfg.sampler_options())
+        device = None if self.dist.accelerator is None else str(self.dist.device)
+        lora = cfg.lora_settings()
+        # With LoRA the run restarts from the base weights plus the checkpoint's adapter.
+        self.policy = Policy.load(base if lora else (resume or base), threads=self.threads,
+                                  options=cfg.sampler_options(), device=device)  # fmt: skip
+        if lora is not None:
+            self.policy.model = wrap(self.policy.model, lora, resume / "adapter" if resume else None)
+            self.policy.sync_weights(merged_state(self.policy.model))
         self.start_step = int(resume.name.split("-")[1]) if resume else 0
         self.ref_model = None
         if cfg.kl_coef > 0:
-            self.ref_model = Policy.load(base, threads=cfg.threads, backend="hf").model
+            self.ref_model = Policy.load(base, threads=self.threads, backend="hf", device=device).model
         self.user_policy = (Policy.load(resolve_local_path(cfg.user_model[6:]), options=cfg.sampler_options())
                             if cfg.user_model else None)  # fmt: skip
-        self.opt = torch.optim.AdamW(self.policy.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        trainable = [p for p in self.policy.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
         if resume and (resume / "optimizer.pt").is_file():
             self.opt.load_state_dict(torch.load(resume / "optimizer.pt", weights_only=True))
+        # The model gradients flow through: the launch's wrapper (DDP all-reduces gradients; FSDP2 /
+        # ZeRO-3 shard the weights). `policy.model` stays the plain module for no-grad passes.
+        self.train_model = self.policy.model
+        if self.dist.accelerator is not None:
+            self.train_model, self.opt = self.dist.accelerator.prepare(self.policy.model, self.opt)
+            if resume and (resume / "accelerate").is_dir():  # sharded optimizer state, one file per process
+                self.dist.accelerator.load_state(str(resume / "accelerate"))
         pg = PGConfig(cfg.clip_low, cfg.clip_high, cfg.loss_agg, cfg.kl_coef)
         algo_cfg = self.algo_cls.Config(**cfg.algo_config)
-        self.algo = self.algo_cls(algo_cfg, AlgoContext(self.policy, self.dir, pg, bench=self.bench))
-        self._truncate_metrics(self.start_step)
-        self._write_manifest(resumed_from=str(resume) if resume else None)
-        self.tb = self._tensorboard()
+        self.algo = self.algo_cls(algo_cfg, AlgoContext(self.policy, self.dir, pg, bench=self.bench, dist=self.dist))
+        if self.dist.is_main:
+            self._truncate_metrics(self.start_step)
+            self._write_manifest(resumed_from=str(resume) if resume else None)
+        self.tb = self._tensorboard() if self.dist.is_main else None
+        self.dist.barrier()
 
     # ------------------------------------------------------------------ bookkeeping
+
+    @property
+    def threads(self) -> int:
+        """torch threads: the config's, shared out when several processes run on one machine."""
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        return max(1, min(self.cfg.threads, (os.cpu_count() or 1) // local)) if local > 1 else self.cfg.threads
 
     def _check_config(self) -> None:
         path = self.dir / "config.toml"
@@ -228,7 +287,9 @@ class Trainer:
             raise ValueError(
                 f"{path} holds a different config; resume with the same config or use a new --out folder"
             )
-        _atomic_write(path, text)
+        self.dist.barrier()  # every process compared before the main one writes
+        if self.dist.is_main:
+            _atomic_write(path, text)
 
     def _write_manifest(self, resumed_from: str | None) -> None:
         from harness.eval_run import git_commit, package_versions
@@ -245,6 +306,8 @@ class Trainer:
                        "dynamic_sampling": self.cfg.dynamic_sampling},  # fmt: skip
             "config": redact(dataclasses.asdict(self.cfg)),
             "resumed_from": resumed_from,
+            "processes": self.dist.world,
+            "distributed": self.dist.distributed_type,
             "git_commit": git_commit(),
             "packages": package_versions(),
             "benchmark_manifest": self.bench.manifest(),
@@ -280,36 +343,63 @@ class Trainer:
             raise JsonlError(f"{path}: record {bad} has no integer 'step'; fix or remove it to resume")
         _atomic_write(path, "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= step))
 
+    def _full_state(self) -> dict[str, torch.Tensor] | None:
+        """The weights the sampler and the checkpoints get, whole and under the plain model's
+        names: gathered when they are sharded (a collective: every process calls it), merged with
+        LoRA; None when the plain module's own state_dict is that already."""
+        state = full_state(self.train_model) if self.dist.sharded else None
+        return merged_state(self.train_model, state) if is_lora(self.train_model) else state
+
     def save_checkpoint(self, step: int) -> Path:
         """Write step-N atomically: a crash leaves either the whole folder or none. Weights that
-        are not finite are never written."""
-        bad = [n for n, p in self.policy.model.named_parameters() if not torch.isfinite(p).all()]
-        if bad:
-            raise NonFiniteError(f"step {step}: {len(bad)} weight tensor(s) are not finite (e.g. {bad[0]}); "
-                                 "no checkpoint written")  # fmt: skip
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        are not finite are never written. One process writes; with sharded weights every process
+        first helps gather them."""
         final = self.ckpt_dir / f"step-{step}"
-        tmp = self.ckpt_dir / f".step-{step}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.policy.model.save_pretrained(tmp)
-        self.policy.tokenizer.save_pretrained(tmp)
-        torch.save(self.opt.state_dict(), tmp / "optimizer.pt")
-        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "algo": self.cfg.algo}))
-        from harness.models import describe_model
+        state = self._full_state()
+        if self.dist.is_main:
+            params = state.items() if state is not None else self.policy.model.named_parameters()
+            params = list(params)
+            bad = [n for n, p in params if not torch.isfinite(p).all()]
+            if bad:
+                raise NonFiniteError(f"step {step}: {len(bad)} weight tensor(s) are not finite (e.g. {bad[0]}); "
+                                     "no checkpoint written")  # fmt: skip
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.ckpt_dir / f".step-{step}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            model = self.policy.model
+            if is_lora(model):  # a plain folder of merged weights, the adapter beside it
+                model.get_base_model().save_pretrained(tmp, state_dict=state)
+                save_adapter(model, tmp / "adapter")
+            else:
+                model.save_pretrained(tmp, state_dict=state)
+            self.policy.tokenizer.save_pretrained(tmp)
+            if not self.dist.sharded:
+                torch.save(self.opt.state_dict(), tmp / "optimizer.pt")
+            (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "algo": self.cfg.algo,
+                                                                "processes": self.dist.world}))  # fmt: skip
+            from harness.models import describe_model
 
-        (tmp / "SOURCE.txt").write_text(f"{self.cfg.algo} step {step} from {describe_model(self.cfg.model)}\n")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        old = sorted((int(p.name.split("-")[1]), p) for p in self.ckpt_dir.glob("step-*") if p.is_dir())
-        for _, p in old[: -self.cfg.keep_checkpoints]:
-            if p != final:
-                shutil.rmtree(p, ignore_errors=True)
+            (tmp / "SOURCE.txt").write_text(f"{self.cfg.algo} step {step} from {describe_model(self.cfg.model)}\n")
+        if self.dist.sharded:  # each process writes its shard of the optimizer state beside the weights
+            self.dist.barrier()
+            self.dist.accelerator.save_state(str(self.ckpt_dir / f".step-{step}.tmp" / "accelerate"))
+        self.dist.barrier()
+        if self.dist.is_main:
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(self.ckpt_dir / f".step-{step}.tmp", final)
+            old = sorted((int(p.name.split("-")[1]), p) for p in self.ckpt_dir.glob("step-*") if p.is_dir())
+            for _, p in old[: -self.cfg.keep_checkpoints]:
+                if p != final:
+                    shutil.rmtree(p, ignore_errors=True)
+        self.dist.barrier()
         return final
 
     # ------------------------------------------------------------------ one update
 
     def rollout_batch(self, step: int) -> tuple[TokenBatch | None, Collected]:
+        """This process's share of the update: every process draws the same tasks and seeds; the
+        groups are sampled split over processes and the kept ones dealt out (sgcd/distributed.py)."""
         cfg = self.cfg
         rng = random.Random(f"{cfg.seed}-{step}")
         self.policy.model.eval()
@@ -319,7 +409,7 @@ class Trainer:
             dynamic_sampling=cfg.dynamic_sampling,
             sampling=Sampling(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens),
             loop=LoopConfig(max_steps=cfg.max_steps, max_errors=cfg.max_errors), rng=rng,
-            user_policy=self.user_policy,
+            user_policy=self.user_policy, dist=self.dist,
         )  # fmt: skip
         return self._collate(collected.kept), collected
 
@@ -336,28 +426,38 @@ class Trainer:
                 meta.append({"task_id": group.task_id, "result": res})
         if not segments:
             return None
-        pad = self.policy.tokenizer.pad_token_id or 0
-        return collate(segments, groups, rewards, success, pad, meta)
+        return collate(segments, groups, rewards, success, self.pad_id, meta)
+
+    @property
+    def pad_id(self) -> int:
+        return self.policy.tokenizer.pad_token_id or 0
 
     def sampled_drift(self, collected: Collected) -> float | None:
         """rollout_logprob_diff on the first sampled group when no update ran (every group was
         dropped): the weight sync is checked on every step, not only on steps that train."""
         batch = self._collate(collected.all_groups[:1])
-        if batch is None:
-            return None
-        mine = _logprobs_no_grad(self.policy.model, batch, self._chunks(batch))
-        return rollout_logprob_diff(batch.rollout_logp, mine, batch.loss_mask)
-
-    def _chunks(self, batch: TokenBatch) -> list[torch.Tensor]:
-        """The batch's row indices in micro-batches of `micro_batch_rows`."""
-        return list(torch.arange(batch.input_ids.shape[0]).split(self.cfg.micro_batch_rows))
+        chunks = self.dist.micro_batches(0 if batch is None else batch.input_ids.shape[0], self.cfg.micro_batch_rows,
+                                         pad=self.dist.sharded)  # fmt: skip
+        mine = _logprobs_no_grad(self.policy.model, batch, chunks, self.pad_id)
+        drift = None if batch is None or mine is None else rollout_logprob_diff(batch.rollout_logp, mine,
+                                                                                 batch.loss_mask)  # fmt: skip
+        tokens = 0.0 if batch is None else float(batch.loss_mask.sum())
+        return self.dist.mean_over({} if drift is None else {"d": drift}, tokens).get("d")
 
     def update(self, batch: TokenBatch) -> dict[str, float]:
-        cfg, model = self.cfg, self.policy.model
-        chunks = self._chunks(batch)
+        """One optimizer step on this process's rows; metrics are reduced over processes. A batch
+        with `counts` False (a replica: fewer kept groups than processes) runs every pass so the
+        collectives stay in step, with weight 0."""
+        cfg, d, model = self.cfg, self.dist, self.policy.model
+        n_rows = batch.input_ids.shape[0]
+        mine_tokens = float(batch.loss_mask.sum()) if batch.counts else 0.0
+        mine_rows = float((batch.loss_mask.sum(-1) > 0).sum()) if batch.counts else 0.0
+        batch.global_tokens, batch.global_rows = (max(x, 1.0) for x in d.sum([mine_tokens, mine_rows]))
         model.eval()
-        old = _logprobs_no_grad(model, batch, chunks)
-        ref = None if self.ref_model is None else _logprobs_no_grad(self.ref_model, batch, chunks)
+        chunks = d.micro_batches(n_rows, cfg.micro_batch_rows, pad=d.sharded)
+        old = _logprobs_no_grad(model, batch, chunks, self.pad_id)
+        ref = None if self.ref_model is None else _logprobs_no_grad(self.ref_model, batch, chunks, self.pad_id)
+        assert old is not None
         batch.old_logp = old
         stats: dict[str, float] = dict(self.algo.prepare(batch))
         drift = rollout_logprob_diff(batch.rollout_logp, old, batch.loss_mask)
@@ -365,45 +465,58 @@ class Trainer:
             stats["rollout_logprob_diff"] = drift
         traj_adv = compute_advantages(cfg.advantage, batch.rewards, batch.group_ids)
         adv_tok = self.algo.token_advantages(batch, traj_adv).detach()
-        total_tokens = batch.loss_mask.sum().clamp(min=1)
-        total_rows = (batch.loss_mask.sum(-1) > 0).sum().clamp(min=1)
-        model.train()
-        acc: dict[str, list[float]] = {}
+        stats = d.mean_over(stats, mine_tokens)
+        payload = self.algo.audit_payload() if batch.counts else None
+        stats.update(self.algo.write_audit(d.gather(payload), d.is_main))
+        self.train_model.train()
+        # Every process runs as many micro-batches (the last one all-reduces the gradients).
+        train_chunks = d.micro_batches(n_rows, cfg.micro_batch_rows, pad=d.world > 1)
+        acc: dict[str, float] = {}
         for _ in range(cfg.ppo_epochs):
             self.opt.zero_grad(set_to_none=True)
-            for c in chunks:
-                logp, ent, logits = token_logprobs(model, batch.input_ids[c], batch.attention_mask[c], batch.loss_mask[c],
-                                                   with_entropy=True, return_logits=True)  # fmt: skip
-                loss, st = self.algo.loss(batch, logp, old[c], None if ref is None else ref[c], adv_tok[c], c,
-                                          logits=logits)  # fmt: skip
-                mask = batch.loss_mask[c]
-                # Micro-batches weighted so the sum equals the whole batch's aggregation.
-                if cfg.loss_agg == "token-mean":
-                    weight = mask.sum() / total_tokens
-                else:
-                    weight = (mask.sum(-1) > 0).sum() / total_rows
-                if not torch.isfinite(loss.detach()):
-                    raise NonFiniteError(f"step {self.algo.ctx.step}: the {cfg.algo} loss is {float(loss.detach())} "
-                                         f"(rows {c.tolist()}); stopped before the optimizer step, so no "
-                                         "checkpoint holds it. Check the algorithm's config (e.g. a zero "
-                                         "temperature) and lr")  # fmt: skip
-                (loss * weight).backward()
-                st["loss"] = float(loss.detach())
-                st["entropy"] = float(aggregate(ent.detach(), mask, "token-mean"))
-                for k, v in st.items():
-                    acc.setdefault(k, []).append(v * float(weight))
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            for i, c in enumerate(train_chunks):
+                with d.no_sync(self.train_model, last=i == len(train_chunks) - 1):
+                    if c is None:
+                        idle_forward(self.train_model, self.pad_id, grad=True)
+                        continue
+                    logp, ent, logits = token_logprobs(self.train_model, batch.input_ids[c], batch.attention_mask[c],
+                                                       batch.loss_mask[c], with_entropy=True, return_logits=True)  # fmt: skip
+                    loss, st = self.algo.loss(batch, logp, old[c], None if ref is None else ref[c], adv_tok[c], c,
+                                              logits=logits)  # fmt: skip
+                    mask = batch.loss_mask[c]
+                    # Micro-batches weighted so the sum over all processes' micro-batches equals
+                    # the whole update's aggregation (times N: DDP averages gradients).
+                    if not batch.counts:
+                        share = 0.0
+                    elif cfg.loss_agg == "token-mean":
+                        share = float(mask.sum()) / batch.global_tokens
+                    else:
+                        share = float((mask.sum(-1) > 0).sum()) / batch.global_rows
+                    if not torch.isfinite(loss.detach()):
+                        raise NonFiniteError(f"step {self.algo.ctx.step}: the {cfg.algo} loss is {float(loss.detach())} "
+                                             f"(rows {c.tolist()}); stopped before the optimizer step, so no "
+                                             "checkpoint holds it. Check the algorithm's config (e.g. a zero "
+                                             "temperature) and lr")  # fmt: skip
+                    d.backward(loss * (share * d.world))
+                    st["loss"] = float(loss.detach())
+                    st["entropy"] = float(aggregate(ent.detach(), mask, "token-mean"))
+                    for k, v in st.items():
+                        acc[k] = acc.get(k, 0.0) + v * share
+            grad_norm = d.clip_grad_norm(self.train_model, cfg.grad_clip)
             if not torch.isfinite(grad_norm):
                 self.opt.zero_grad(set_to_none=True)
                 raise NonFiniteError(f"step {self.algo.ctx.step}: the gradient norm is {float(grad_norm)}; stopped "
                                      "before the optimizer step, so no checkpoint holds it. Check the "
                                      "algorithm's config and lr")  # fmt: skip
             self.opt.step()
-        self.policy.sync_weights()  # the sampler samples the next rollouts from the new weights
+        self.policy.sync_weights(self._full_state())  # the next rollouts sample the new weights
         model.eval()
-        stats.update({k: sum(v) / cfg.ppo_epochs for k, v in acc.items()})
+        keys = list(dict.fromkeys(k for part in d.gather(list(acc)) for k in part))
+        summed = d.sum([acc.get(k, 0.0) for k in keys])
+        stats.update({k: v / cfg.ppo_epochs for k, v in zip(keys, summed, strict=True)})
         stats["grad_norm"] = float(grad_norm)
-        stats["policy_tokens"] = float(batch.num_policy_tokens)
+        stats["policy_tokens"] = float(d.sum([mine_tokens])[0])
+        stats["process_rows"] = d.gather(n_rows)  # each process's share of the update's rows
         return stats
 
     # ------------------------------------------------------------------ the loop
@@ -411,16 +524,16 @@ class Trainer:
     def run(self, progress: bool = True) -> list[dict[str, Any]]:
         from rich.progress import Progress
 
-        cfg = self.cfg
+        cfg, d = self.cfg, self.dist
         rows = []
-        with Progress(disable=not progress, transient=False) as bar:
+        with Progress(disable=not (progress and d.is_main), transient=False) as bar:
             job = bar.add_task(f"{cfg.algo} on {cfg.benchmark}", total=cfg.updates, completed=self.start_step)
             for step in range(self.start_step + 1, cfg.updates + 1):
                 t0 = time.perf_counter()
                 self.algo.ctx.step = step
                 if self.algo.data == "scripted":
                     batch = self.algo.scripted_batch(self.bench, self.task_ids, random.Random(f"{cfg.seed}-{step}"),
-                                                     cfg.sft_examples_per_update)  # fmt: skip
+                                                     cfg.sft_examples_per_update, share=d.mine)  # fmt: skip
                     collected = None
                 else:
                     try:
@@ -431,16 +544,16 @@ class Trainer:
                                            f"command again to resume from {last.name if last else 'the start'}") from e  # fmt: skip
                 row: dict[str, Any] = {"step": step}
                 if collected is not None:
-                    all_res = [r for g in collected.all_groups for r in g.results]
                     row.update(
-                        groups_sampled=collected.sampled, groups_kept=len(collected.kept),
+                        groups_sampled=collected.sampled, groups_kept=collected.kept_total,
                         groups_dropped_all_fail=collected.dropped_all_fail,
                         groups_dropped_all_success=collected.dropped_all_success,
                         groups_dropped_infra=collected.dropped_infra,
-                        reward_mean=sum(r.outcome.reward for r in all_res) / max(len(all_res), 1),
-                        success_rate=sum(r.outcome.success for r in all_res) / max(len(all_res), 1),
+                        reward_mean=collected.reward_mean, success_rate=collected.success_rate,
                     )  # fmt: skip
-                if batch is not None:
+                if batch is not None:  # on every process (a replica where one had no group of its own)
+                    if collected is not None and collected.replica:
+                        batch.counts = False
                     row.update(self.update(batch))
                 else:
                     row["skipped"] = True  # no mixed group within the cap: nothing to learn from
@@ -448,13 +561,14 @@ class Trainer:
                         row["rollout_logprob_diff"] = self.sampled_drift(collected)
                 row.setdefault("loss", None)
                 row.setdefault("kl", None)  # null: no reference model (kl_coef = 0)
-                row["seconds"] = round(time.perf_counter() - t0, 3)
-                with open(self.dir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(row) + "\n")
-                if self.tb is not None:
-                    for k, v in row.items():
-                        if isinstance(v, int | float) and not isinstance(v, bool):
-                            self.tb.add_scalar(k, v, step)
+                row["seconds"] = round(max(d.gather(time.perf_counter() - t0)), 3)
+                if d.is_main:
+                    with open(self.dir / "metrics.jsonl", "a") as f:
+                        f.write(json.dumps(row) + "\n")
+                    if self.tb is not None:
+                        for k, v in row.items():
+                            if isinstance(v, int | float) and not isinstance(v, bool):
+                                self.tb.add_scalar(k, v, step)
                 if step % cfg.checkpoint_every == 0 or step == cfg.updates:
                     self.save_checkpoint(step)
                 rows.append(row)

@@ -12,6 +12,8 @@ the engine sampled from the weights the trainer holds.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from harness.loop import LoopConfig
@@ -87,3 +89,32 @@ def test_sdpo_raises_held_out_success_on_toy(warm_start):
     before, after, rows, msg = train_and_measure(warm_start, "sdpo")
     assert after >= before + 0.25, msg
     assert all(r["distill_tokens"] > 0 for r in rows if "distill_tokens" in r), msg
+
+
+def test_grpo_with_two_processes_raises_held_out_success_on_toy(warm_start):
+    """The GRPO test's warm start, budget and seeds, trained by two processes (gloo DDP, one vLLM
+    engine each, sharing accelerate's process group): each samples half of every wave's groups
+    and trains on half of the kept ones."""
+    from harness.policy import Policy
+    from sgcd.launch import run_processes, train_worker
+
+    root, ckpt = warm_start
+    cfg = TrainConfig(algo="grpo", benchmark="toy", benchmark_args={"levels": "0"}, model=f"local/{ckpt}",
+                      updates=12, groups_per_update=4, group_size=8, max_groups_sampled=8, lr=2e-4,
+                      max_new_tokens=24, max_steps=6, max_errors=2, micro_batch_rows=16, checkpoint_every=12)  # fmt: skip
+    assert run_processes(train_worker, (cfg, root / "grpo-2proc", False), 2) == 12
+    from harness.benchmarks import get_benchmark
+
+    bench = get_benchmark("toy", levels="0")
+    held_out = bench.split_ids("test")[:64]
+    loop = LoopConfig(max_steps=6, max_errors=2)
+    before = evaluate_policy(bench, held_out, Policy.load(ckpt), loop, max_new_tokens=24)
+    trained = Policy.load(root / "grpo-2proc" / "train" / "checkpoints" / "step-12")
+    after = evaluate_policy(bench, held_out, trained, loop, max_new_tokens=24)
+    rows = [json.loads(x) for x in (root / "grpo-2proc" / "train" / "metrics.jsonl").read_text().splitlines()]
+    msg = f"grpo, 2 processes: held-out greedy success {before:.3f} -> {after:.3f}; per update {[r.get('success_rate') for r in rows]}"
+    print(msg)
+    assert after >= before + 0.25, msg
+    updates = [r for r in rows if r.get("loss") is not None]
+    assert updates and all(len(r["process_rows"]) == 2 for r in updates)
+    assert all(r["rollout_logprob_diff"] <= 1e-3 for r in updates), [r.get("rollout_logprob_diff") for r in rows]

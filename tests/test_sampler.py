@@ -212,6 +212,6 @@ def test_the_trainer_logs_rollout_drift_and_a_skipped_sync_shows(vllm_tiny_dir, 
         return [r["rollout_logprob_diff"] for r in trainer.run(progress=False)]
 
     assert max(run(tmp_path / "synced")) <= 1e-3
-    monkeypatch.setattr(Policy, "sync_weights", lambda self: None)
+    monkeypatch.setattr(Policy, "sync_weights", lambda self, state=None: None)
     first, second = run(tmp_path / "unsynced")
     assert first <= 1e-3 and second > 1e-2
