@@ -6,6 +6,7 @@ import errno
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -175,7 +176,13 @@ def _key_values(flag: str, items: tuple[str, ...]) -> dict[str, str]:
 @click.option("--processes", default=1, type=click.IntRange(1),
               help="Start this many local training processes (gloo on CPU). On GPU nodes use "
                    "`accelerate launch --config_file configs/accelerate/...` instead.")  # fmt: skip
-def train_cmd(algo, benchmark, model, config_path, updates, seed, out_dir, processes) -> None:
+@click.option("--dry-run", is_flag=True, help="Print memory per device and work per update; train nothing.")
+@click.option("--accelerate-config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="With --dry-run: the accelerate config to size for (default: one process).")
+@click.option("--device-gib", type=float, default=80.0, show_default=True,
+              help="With --dry-run on a machine without GPUs: the memory of one GPU to size for.")
+def train_cmd(algo, benchmark, model, config_path, updates, seed, out_dir, processes, dry_run, accelerate_config,
+              device_gib) -> None:  # fmt: skip
     """Train a checkpoint; write runs/NAME/train/ (config, manifest, metrics, checkpoints). Re-running resumes."""
     from sgcd.distributed import launched
     from sgcd.launch import LaunchError, run_processes, train_worker
@@ -184,6 +191,9 @@ def train_cmd(algo, benchmark, model, config_path, updates, seed, out_dir, proce
     main_process = int(os.environ.get("RANK", "0")) == 0
     try:
         cfg = TrainConfig.from_toml(config_path, algo=algo, benchmark=benchmark, model=model, updates=updates, seed=seed)
+        if dry_run:
+            _dry_run([("train", cfg)], accelerate_config, device_gib)
+            return
         if processes > 1:
             if launched():
                 raise click.UsageError("--processes starts its own processes; under accelerate launch or torchrun "
@@ -206,6 +216,25 @@ def train_cmd(algo, benchmark, model, config_path, updates, seed, out_dir, proce
         console.print(f"{len(rows)} updates done; checkpoint: {last}; metrics: {trainer.dir / 'metrics.jsonl'}")
 
 
+def _dry_run(configs: list[tuple[str, Any]], accelerate_config: Path | None, device_gib: float) -> None:
+    """One sizing table per distinct training setup (sgcd/sizing.py)."""
+    from sgcd.sizing import Layout, device_memory_gib, estimate, model_folder, render
+    from sgcd.trainer import check_processes
+
+    layout = Layout.read(accelerate_config)
+    out = Console(soft_wrap=True)  # the command's output: stdout
+    seen = set()
+    for name, cfg in configs:
+        key = (cfg.algo, cfg.model, str(cfg.lora), cfg.kl_coef > 0, cfg.micro_batch_rows, cfg.gradient_checkpointing)
+        if key in seen:
+            continue
+        seen.add(key)
+        check_processes(cfg, layout.processes * layout.machines)
+        out.rule(f"{name}: {cfg.algo} on {cfg.benchmark}")
+        out.print(render(estimate(cfg, layout, model_folder(cfg.model), device_memory_gib(device_gib))),
+                  markup=False, highlight=False)  # fmt: skip
+
+
 @main.command("experiment")
 @click.argument("config_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False, path_type=Path),
@@ -213,7 +242,12 @@ def train_cmd(algo, benchmark, model, config_path, updates, seed, out_dir, proce
 @click.option("--force", is_flag=True, help="Redo pieces whose config changed since they ran (else: refused).")
 @click.option("--processes", default=1, type=click.IntRange(1),
               help="Train each piece with this many local processes (evaluations run alone).")
-def experiment_cmd(config_path: Path, out_dir: Path | None, force: bool, processes: int) -> None:
+@click.option("--dry-run", is_flag=True, help="Print each training setup's memory per device (the config's "
+              "accelerate_config, else one process) and work per update; run nothing.")  # fmt: skip
+@click.option("--device-gib", type=float, default=80.0, show_default=True,
+              help="With --dry-run on a machine without GPUs: the memory of one GPU to size for.")
+def experiment_cmd(config_path: Path, out_dir: Path | None, force: bool, processes: int, dry_run: bool,
+                   device_gib: float) -> None:  # fmt: skip
     """Train every method x seed, evaluate every checkpoint and the base, write one report.
     Re-running resumes: finished pieces with the same config are skipped."""
     from harness.experiment import Experiment, ExperimentConfig
@@ -226,6 +260,13 @@ def experiment_cmd(config_path: Path, out_dir: Path | None, force: bool, process
         raise click.ClickException(str(e)) from e
     out = out_dir or Path("runs") / cfg.name
     try:
+        if dry_run:
+            warm, trains, _ = Experiment(cfg, out).plan()
+            acc = Path(cfg.accelerate_config) if cfg.accelerate_config else None
+            if acc is not None and not acc.is_file():
+                raise click.ClickException(f"accelerate_config {acc} not found (paths are relative to where you run)")
+            _dry_run([(p.name, p.config) for p in ([warm] if warm else []) + trains], acc, device_gib)
+            return
         if processes > 1:
             from sgcd.distributed import launched
             from sgcd.trainer import check_processes

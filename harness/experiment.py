@@ -102,6 +102,9 @@ class ExperimentConfig:
     train: dict[str, Any] = field(default_factory=dict)
     eval: dict[str, Any] = field(default_factory=dict)
     published: str | None = None
+    # The accelerate config the training pieces are sized for (`experiment --dry-run` reads it;
+    # run them under `accelerate launch --config_file` it). Not read by a plain run.
+    accelerate_config: str | None = None
 
     def __post_init__(self) -> None:
         check_config(self)

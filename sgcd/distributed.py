@@ -180,37 +180,55 @@ def idle_forward(model: Any, pad_id: int, grad: bool = False) -> None:
             (out.float().sum() * 0.0).backward()
 
 
+class MachineMismatch(ValueError):
+    """The launch's accelerate config does not fit this machine."""
+
+
 def check_machine() -> None:
     """A launch whose accelerate config asks for what this machine lacks: a clear error before
-    anything loads (not a failed NCCL initialisation later)."""
-    use_cpu = os.environ.get("ACCELERATE_USE_CPU", "false").lower() == "true"
-    gpu_engine = [k for k in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED")
-                  if os.environ.get(k, "false").lower() == "true"]  # fmt: skip
+    anything loads (not a failed NCCL initialisation, nor a silent fall-back to something else:
+    on a machine without GPUs accelerate would run an FSDP config unsharded)."""
+    env = os.environ
+    local = int(env.get("LOCAL_WORLD_SIZE", "1"))
+    asked = [name for key, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed"))
+             if env.get(key, "false").lower() == "true"]  # fmt: skip
     if torch.cuda.is_available():
-        need = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-        have = torch.cuda.device_count()
-        if not use_cpu and need > have:
-            raise RuntimeError(f"this launch starts {need} processes on this machine but it has {have} GPU(s); "
-                               "launch at most one process per GPU (num_processes in the accelerate config)")
+        if env.get("ACCELERATE_USE_CPU", "false").lower() != "true" and local > torch.cuda.device_count():
+            raise MachineMismatch(f"this launch starts {local} processes on this machine but it has "
+                               f"{torch.cuda.device_count()} GPU(s); launch at most one process per GPU "
+                               "(num_processes in the accelerate config)")  # fmt: skip
         return
-    if "ACCELERATE_USE_DEEPSPEED" in gpu_engine:
-        raise RuntimeError("the accelerate config asks for DeepSpeed, which needs GPUs; this machine has none "
-                           "(use configs/accelerate/cpu-2proc.yaml or `--processes N` on a CPU machine)")
+    fix = "use configs/accelerate/cpu-2proc.yaml or `--processes N` on a machine without GPUs"
+    if asked:
+        raise MachineMismatch(f"the accelerate config asks for {asked[0]}, which accelerate runs on GPUs only, and this "
+                           f"machine has none; {fix}")  # fmt: skip
+    if env.get("ACCELERATE_MIXED_PRECISION", "no") in ("bf16", "fp16"):
+        raise MachineMismatch(f"the accelerate config asks for {env['ACCELERATE_MIXED_PRECISION']} mixed precision, "
+                           f"a GPU setting, and this machine has no GPU; {fix}")  # fmt: skip
+    if local > (os.cpu_count() or 1):
+        raise MachineMismatch(f"this launch starts {local} processes on a machine with {os.cpu_count()} CPU cores and "
+                           f"no GPU (a GPU config?); {fix}")  # fmt: skip
 
 
 def full_state(model: Any) -> dict[str, torch.Tensor] | None:
-    """Every weight whole, on every process, under the plain module's names: a collective when
-    the weights are sharded (FSDP2: each DTensor gathered; ZeRO-3: the parameters gathered).
-    None when they are not (the module's own state_dict is whole)."""
+    """Every weight whole, on every process, in host memory, under the plain module's names: a
+    collective when the weights are sharded (FSDP2: each DTensor gathered; ZeRO-3: each parameter
+    gathered), one tensor at a time so the GPU holds one gathered tensor at most. None when they
+    are not sharded (the module's own state_dict is whole)."""
     from torch.distributed.fsdp import FSDPModule
 
     inner = getattr(model, "module", model)
     if isinstance(inner, FSDPModule):
-        return {k: (v.full_tensor() if hasattr(v, "full_tensor") else v) for k, v in inner.state_dict().items()}
+        return {k: (v.full_tensor() if hasattr(v, "full_tensor") else v).detach().cpu()
+                for k, v in inner.state_dict().items()}  # fmt: skip
     params = list(inner.parameters())
     if params and hasattr(params[0], "ds_id"):  # DeepSpeed ZeRO-3 (untested here: needs GPUs)
         import deepspeed
 
-        with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
-            return {k: v.detach().clone() for k, v in inner.state_dict().items()}
+        out = {}
+        for name, p in inner.named_parameters():
+            with deepspeed.zero.GatheredParameters([p], modifier_rank=None):
+                out[name] = p.detach().cpu().clone()
+        out.update({name: b.detach().cpu() for name, b in inner.named_buffers() if name in inner.state_dict()})
+        return out
     return None

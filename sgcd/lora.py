@@ -15,7 +15,7 @@ merge/unmerge, which would round the base weights a little on every step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

@@ -74,6 +74,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     ppo_epochs: int = 1
     micro_batch_rows: int = 4
+    gradient_checkpointing: bool = False  # recompute each layer in the backward pass (long rows)
     advantage: str = "grpo"
     clip_low: float = 0.2
     clip_high: float = 0.28
@@ -252,6 +253,8 @@ class Trainer:
             self.ref_model = Policy.load(base, threads=self.threads, backend="hf", device=device).model
         self.user_policy = (Policy.load(resolve_local_path(cfg.user_model[6:]), options=cfg.sampler_options())
                             if cfg.user_model else None)  # fmt: skip
+        if cfg.gradient_checkpointing:
+            self.policy.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         trainable = [p for p in self.policy.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
         if resume and (resume / "optimizer.pt").is_file():

@@ -23,6 +23,8 @@ import torch
 from sgcd.trainer import TrainConfig, Trainer
 
 CLI = str(Path(sys.executable).parent / "sgcd-bench")
+ACCELERATE = str(Path(sys.executable).parent / "accelerate")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -61,10 +63,16 @@ def test_two_processes_take_the_same_sft_steps_as_one_each_on_half_the_rows(tmp_
     subprocess.run([CLI, *common, "--out", str(tmp_path / "one")], check=True, capture_output=True, timeout=300)
     subprocess.run([CLI, *common, "--out", str(tmp_path / "two"), "--processes", "2"], check=True,
                    capture_output=True, timeout=300)  # fmt: skip
+    # the same two processes started by accelerate's launcher with the shipped CPU config
+    subprocess.run([ACCELERATE, "launch", "--config_file", str(ROOT / "configs/accelerate/cpu-2proc.yaml"), "-m",
+                    "harness.cli", *common, "--out", str(tmp_path / "launched")], check=True, capture_output=True,
+                   timeout=300)  # fmt: skip
     ckpt = Path("train/checkpoints/step-2")
     moved = _max_diff(tmp_path / "one" / ckpt, toy_tiny_dir.parent / toy_tiny_dir.name)
     assert moved > 1e-4  # the steps did move the weights
     assert _max_diff(tmp_path / "one" / ckpt, tmp_path / "two" / ckpt) < 1e-5
+    assert _max_diff(tmp_path / "one" / ckpt, tmp_path / "launched" / ckpt) < 1e-5
+    assert json.loads((tmp_path / "launched" / "train" / "manifest.json").read_text())["processes"] == 2
     one, two = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
     for a, b in zip(one, two, strict=True):
         assert abs(a["nll"] - b["nll"]) < 1e-5 and a["policy_tokens"] == b["policy_tokens"]
@@ -130,6 +138,19 @@ def test_a_budget_that_does_not_divide_over_the_processes_is_refused_before_any_
                           str(tmp_path / "run"), "--processes", "2"], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert out.returncode != 0
     assert "sft_examples_per_update" in out.stderr and "divisible by the 2 processes" in out.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without GPUs")
+def test_a_gpu_accelerate_config_on_a_machine_without_gpus_is_a_clear_error_before_anything_runs(tmp_path, toy_tiny_dir):
+    cfg = tmp_path / "sft.toml"
+    cfg.write_text(SFT.format(updates=1))
+    # the shipped 8-GPU FSDP2 config, with 2 processes (8 would only take longer to refuse)
+    out = subprocess.run([ACCELERATE, "launch", "--config_file", str(ROOT / "configs/accelerate/fsdp2-8gpu.yaml"),
+                          "--num_processes", "2", "-m", "harness.cli", "train", "--config", str(cfg), "--model", f"local/{toy_tiny_dir}", "--out",
+                          str(tmp_path / "run")], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode != 0
+    assert "Error: the accelerate config asks for FSDP, which accelerate runs on GPUs only" in out.stderr
     assert not (tmp_path / "run").exists()
 
 

@@ -37,15 +37,16 @@ def warm_start(tmp_path_factory):
     return root, root / "sft" / "train" / "checkpoints" / "step-60"
 
 
-def train_and_measure(warm_start, algo: str, **algo_config):
+def train_and_measure(warm_start, algo: str, lr: float = 2e-4, lora: dict | None = None, out: str | None = None,
+                      **algo_config):  # fmt: skip
     """Train `algo` from the warm start on the shared budget; held-out greedy success before and
     after (64 level-0 test tasks), the metrics rows, and a message with the figures."""
     root, ckpt = warm_start
     cfg = TrainConfig(algo=algo, benchmark="toy", benchmark_args={"levels": "0"}, model=f"local/{ckpt}",
-                      updates=12, groups_per_update=4, group_size=8, max_groups_sampled=8, lr=2e-4,
+                      updates=12, groups_per_update=4, group_size=8, max_groups_sampled=8, lr=lr,
                       max_new_tokens=24, max_steps=6, max_errors=2, micro_batch_rows=16, checkpoint_every=12,
-                      algo_config=algo_config)  # fmt: skip
-    trainer = Trainer(cfg, root / algo)
+                      lora=lora or {}, algo_config=algo_config)  # fmt: skip
+    trainer = Trainer(cfg, root / (out or algo))
     assert trainer.policy.backend == "vllm", trainer.policy.sampler.fallback
     held_out = trainer.bench.split_ids("test")[:64]
     loop = LoopConfig(max_steps=6, max_errors=2)
@@ -118,3 +119,16 @@ def test_grpo_with_two_processes_raises_held_out_success_on_toy(warm_start):
     updates = [r for r in rows if r.get("loss") is not None]
     assert updates and all(len(r["process_rows"]) == 2 for r in updates)
     assert all(r["rollout_logprob_diff"] <= 1e-3 for r in updates), [r.get("rollout_logprob_diff") for r in rows]
+
+
+def test_grpo_with_a_lora_adapter_raises_held_out_success_on_toy(warm_start):
+    """The GRPO test's warm start, budget and seeds; only a rank-16 adapter on every linear layer
+    trains (at a higher lr, as LoRA needs). The sampler gets the merged weights after every step;
+    the checkpoint is the merged folder with the adapter beside it."""
+    before, after, rows, msg = train_and_measure(warm_start, "grpo", lr=2e-3, lora={"r": 16, "alpha": 32},
+                                                 out="grpo-lora")  # fmt: skip
+    assert after >= before + 0.25, msg
+    updates = [r for r in rows if r.get("loss") is not None]
+    assert updates and all(r["rollout_logprob_diff"] <= 1e-3 for r in updates), [r.get("rollout_logprob_diff") for r in rows]
+    root, _ = warm_start
+    assert (root / "grpo-lora" / "train" / "checkpoints" / "step-12" / "adapter" / "adapter_config.json").is_file()
