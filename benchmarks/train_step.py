@@ -3,7 +3,9 @@
 
 Models: a tiny random Llama (built here) and, with --smollm2, the embedded SmolLM2-135M.
 Targets (issue 6): SGCD step time / GRPO step time <= 1.4. Threads are set explicitly (2).
-Run: `.venv/bin/python benchmarks/train_step.py [--smollm2]`.
+With --processes: the same GRPO budget (rollouts and updates) trained by 1 and by 2 local
+processes (sgcd/launch.py; the machine's cores shared out between them), seconds per update.
+Run: `.venv/bin/python benchmarks/train_step.py [--smollm2] [--processes]`.
 """
 
 from __future__ import annotations
@@ -50,10 +52,32 @@ def measure(model: str, root: Path, repeats: int) -> list[tuple[str, float, floa
     return rows
 
 
+def processes(model: str, root: Path) -> list[tuple[int, float, float, float]]:
+    """(processes, wall seconds, mean seconds per update after the first, rollout+update tokens)
+    for the same 3-update GRPO budget."""
+    import json
+
+    from sgcd.launch import run_processes, train_worker
+
+    cfg = TrainConfig(algo="grpo", benchmark="toy", model=model, updates=3, groups_per_update=4, group_size=4,
+                      dynamic_sampling=False, max_new_tokens=32, max_steps=6, max_errors=2, micro_batch_rows=4,
+                      threads=2, checkpoint_every=3)  # fmt: skip
+    out = []
+    for n in (1, 2):
+        t0 = time.perf_counter()
+        run_processes(train_worker, (cfg, root / f"p{n}", False), n)
+        wall = time.perf_counter() - t0
+        rows = [json.loads(x) for x in (root / f"p{n}" / "train" / "metrics.jsonl").read_text().splitlines()]
+        steady = [r["seconds"] for r in rows[1:]]
+        out.append((n, wall, sum(steady) / len(steady), sum(r.get("policy_tokens", 0) for r in rows)))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--smollm2", action="store_true", help="also measure the embedded SmolLM2-135M")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--processes", action="store_true", help="also time 1 vs 2 training processes")
     args = ap.parse_args()
     torch.set_num_threads(2)
     table = Table(title="One training update on the CPU (2 threads), same batch for every algorithm")
@@ -72,6 +96,17 @@ def main() -> None:
     Console().print(table)
     Console().print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB; "
                     "target: SGCD / GRPO <= 1.4 (credit LLM call excluded)")  # fmt: skip
+    if args.processes:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            rows = processes(f"local/{tiny_model(root)}", root)
+        table = Table(title=f"The same GRPO budget (3 updates x 4 groups x 4 siblings, tiny model), 1 vs 2 "
+                            f"processes on {__import__('os').cpu_count()} cores")  # fmt: skip
+        for col in ("processes", "wall seconds (incl. start)", "seconds / update (steady)", "policy tokens", "speed-up"):
+            table.add_column(col, justify="right")
+        for n, wall, step, tok in rows:
+            table.add_row(str(n), f"{wall:.1f}", f"{step:.2f}", f"{tok:.0f}", f"{rows[0][2] / step:.2f}x")
+        Console().print(table)
 
 
 if __name__ == "__main__":

@@ -205,8 +205,8 @@ class Experiment:
     def __init__(self, cfg: ExperimentConfig, out_dir: Path, force: bool = False, processes: int = 1):
         """processes > 1: each training piece is its own launch of that many local processes
         (sgcd/launch.py); evaluations run here, alone. Under `accelerate launch` instead, every
-        process trains each piece together and then all but the main one stop: the main process
-        evaluates and reports with no other process waiting on it."""
+        process trains each piece together and the launch ends there: the same command run
+        outside the launch skips the finished training and evaluates and reports."""
         from sgcd.distributed import Dist, launched
 
         self.cfg = cfg
@@ -407,8 +407,15 @@ class Experiment:
             self._train(piece, id(piece) in redone)
             train_logs.append(piece.out / "train" / "metrics.jsonl")
             self._write_manifest("training")
-        if not self.dist.is_main:
-            return None  # evaluation runs in the main process alone: nothing waits on it
+        if self.dist.world > 1:
+            # Never evaluate inside a multi-process launch: the other processes would have to wait,
+            # and a vLLM engine started now would need every process of the launch's group.
+            if self.dist.is_main:
+                self._write_manifest("trained (evaluations pending)")
+                console.print("[bold]training done[/] in this launch; evaluate and report with the same command "
+                              "outside the launch (finished training pieces are skipped): "
+                              f"sgcd-bench experiment CONFIG --out {self.dir}")  # fmt: skip
+            return None
         eval_dirs = []
         for piece in evals:
             eval_dirs.append(self._eval(piece, id(piece) in redone))

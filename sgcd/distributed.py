@@ -28,8 +28,10 @@ import torch
 
 
 def launched() -> bool:
-    """Started by torchrun / accelerate launch (one of several processes, or a launch of one)."""
-    return "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ
+    """Started by torchrun or `accelerate launch` (one of several processes, or accelerate's launch
+    of one, which sets only its own settings, e.g. mixed precision)."""
+    env = os.environ
+    return ("LOCAL_RANK" in env and "WORLD_SIZE" in env) or "ACCELERATE_MIXED_PRECISION" in env
 
 
 def die_with_parent() -> None:

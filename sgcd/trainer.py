@@ -198,6 +198,10 @@ def check_processes(cfg: TrainConfig, n: int) -> None:
     resumed run may change its process count only to one that divides it too)."""
     if n == 1:
         return
+    tp = cfg.sampler_args.get("tensor_parallel_size", 1)
+    require(tp == 1, "sampler_args", f"tensor_parallel_size 1 under a launch of {n} processes (each process holds "
+            "its own engine for its own groups; a tensor-parallel engine needs every member to send the same "
+            "prompts)", f"tensor_parallel_size = {tp}")  # fmt: skip
     key, value = (("sft_examples_per_update", cfg.sft_examples_per_update)
                   if get_algorithm(cfg.algo).data == "scripted" else ("groups_per_update", cfg.groups_per_update))  # fmt: skip
     if value % n:
@@ -533,6 +537,8 @@ class Trainer:
             job = bar.add_task(f"{cfg.algo} on {cfg.benchmark}", total=cfg.updates, completed=self.start_step)
             for step in range(self.start_step + 1, cfg.updates + 1):
                 t0 = time.perf_counter()
+                if torch.cuda.is_available():
+                    torch.cuda.reset_peak_memory_stats()
                 self.algo.ctx.step = step
                 if self.algo.data == "scripted":
                     batch = self.algo.scripted_batch(self.bench, self.task_ids, random.Random(f"{cfg.seed}-{step}"),
@@ -565,6 +571,8 @@ class Trainer:
                 row.setdefault("loss", None)
                 row.setdefault("kl", None)  # null: no reference model (kl_coef = 0)
                 row["seconds"] = round(max(d.gather(time.perf_counter() - t0)), 3)
+                if torch.cuda.is_available():  # the step's peak over processes (the trainer's; vLLM's is its own)
+                    row["gpu_peak_gib"] = round(max(d.gather(torch.cuda.max_memory_allocated() / 2**30)), 3)
                 if d.is_main:
                     with open(self.dir / "metrics.jsonl", "a") as f:
                         f.write(json.dumps(row) + "\n")

@@ -225,3 +225,25 @@ def test_every_piece_is_validated_before_any_work(tmp_path, edit, message):
     assert res.exit_code != 0 and message in res.output, res.output
     assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
     assert not out.exists()
+
+
+def test_an_experiment_trains_its_pieces_with_two_processes_and_evaluates_alone(toy_tiny_dir, tmp_path):
+    """`experiment --processes 2`: each training piece is a two-process launch; the evals run in
+    the experiment's own process. The checkpoint is the one a one-process experiment trains."""
+    from safetensors.torch import load_file
+
+    cfg = tmp_path / "small.toml"
+    cfg.write_text(SMALL.format(model=toy_tiny_dir, lr=1e-3).replace("groups_per_update = 1", "groups_per_update = 2"))
+    for out, extra in ((tmp_path / "two", ["--processes", "2"]), (tmp_path / "one", [])):
+        result = CliRunner().invoke(main, ["experiment", str(cfg), "--out", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        assert (out / "report.md").is_file()
+    train = "train/grpo-s0/train"
+    assert json.loads((tmp_path / "two" / train / "manifest.json").read_text())["processes"] == 2
+    a = load_file(str(tmp_path / "two" / train / "checkpoints/step-1/model.safetensors"))
+    b = load_file(str(tmp_path / "one" / train / "checkpoints/step-1/model.safetensors"))
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+    odd = tmp_path / "odd.toml"
+    odd.write_text(SMALL.format(model=toy_tiny_dir, lr=1e-3))  # groups_per_update = 1
+    result = CliRunner().invoke(main, ["experiment", str(odd), "--out", str(tmp_path / "odd"), "--processes", "2"])
+    assert result.exit_code != 0 and "groups_per_update: divisible by the 2 processes" in result.output
