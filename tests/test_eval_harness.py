@@ -70,6 +70,10 @@ def test_tiny_local_model_end_to_end(tiny_model_dir, tmp_path):
     assert len(df) == 4 and set(df.task_id) == {"2", "6"}
     assert not df.infra_error.any()
     assert set(df.end_reason) <= {"max_steps", "too_many_errors", "agent_error", "user_stop", "agent_stop"}
+    for row in df.itertuples():  # each row's end reason agrees with its own counters and protocol
+        assert (row.end_reason == "too_many_errors") == (row.tool_errors >= row.max_errors), row
+        assert row.tool_errors <= row.tool_calls and (row.end_reason == "agent_error" or row.turns >= 1), row
+        assert (row.max_steps, row.max_errors) == (6, 10), row  # the override and the τ³ protocol's own limit
     assert (df.input_tokens > 1000).all() and (df.output_tokens > 0).all()
     # the local model plays the user too: its tokens reach the rows as well
     assert (df.user_input_tokens > 0).all() and (df.user_output_tokens > 0).all()

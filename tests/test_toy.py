@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.loop import LoopConfig, Reply, run_episode
-from harness.records import EndReason, Episode, Message, ToolCall, ToolResult
+from harness.records import EndReason, Message, ToolCall, ToolResult
 from harness.toolcalls import parse_reply, render_call, to_template_messages
 from harness.toy import Toy, ToyEpisode, make_task, scripted_messages, split_ids
 from harness.toy.tasks import LEVELS, parse_task_id, task_id
@@ -100,7 +100,14 @@ def test_tasks_have_the_promised_shape():
 
 def test_benchmark_protocol_facts_and_manifest():
     ep = BENCH.episode("L2-9000")
-    assert isinstance(ep, Episode) and ep.task_id == "L2-9000"
+    assert ep.task_id == "L2-9000"
+    # the protocol by use, not by isinstance on a runtime-checkable Protocol (which checks names only)
+    start = ep.reset()
+    assert start.system_prompt and start.tools and start.messages[-1].role == "user"
+    result = ep.step(ToolCall(id="c1", name="no_such_tool", arguments={}))
+    assert isinstance(result, ToolResult) and result.error and not result.ends_episode
+    outcome = ep.finish(list(start.messages), EndReason.AGENT_STOP)
+    assert outcome.reward == 0.0 and outcome.success is False
     assert BENCH.name == "toy" and BENCH.has_user is False
     facts = BENCH.task_facts("L2-9000")
     assert facts == {"scenario_id": "", "level": 2, "null_success": False}
