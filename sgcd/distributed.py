@@ -99,14 +99,14 @@ class Dist:
         """Element-wise sum over processes (float64, so counts stay exact)."""
         if self.world == 1:
             return list(values)
-        t = torch.tensor(values, dtype=torch.float64)
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)  # NCCL reduces GPU tensors only
         torch.distributed.all_reduce(t)
         return t.tolist()
 
     def max(self, value: int) -> int:
         if self.world == 1:
             return value
-        t = torch.tensor([value], dtype=torch.int64)
+        t = torch.tensor([value], dtype=torch.int64, device=self.device)
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
         return int(t.item())
 

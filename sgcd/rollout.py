@@ -187,9 +187,8 @@ def collect_groups(bench: Any, task_ids: list[str], policy: Policy, *, groups_pe
         out.kept = [g for _, g in kept_all if g is not None]
         return out
     # Deal the kept groups out again: process r trains on kept[r::N] (sent by whoever sampled them).
-    here = {k: g for k, g in kept_all if g is not None}
     pool: dict[int, Group] = {}
-    for part in dist.gather({k: g for k, g in here.items()}):
+    for part in dist.gather({k: g for k, g in kept_all if g is not None}):
         pool.update(part)
     order = [pool[k] for k in range(len(kept_all))]
     out.kept = order[rank::world]
