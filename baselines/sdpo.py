@@ -288,14 +288,6 @@ class SDPO(Algorithm):
             stats["teacher_topk_mass"] = float((1 - vals[:, -1].exp()).mean())
         return stats
 
-    def _chunk_weight(self, batch: TokenBatch, rows: torch.Tensor) -> float:
-        """The trainer's scale for this micro-batch's loss (sgcd/trainer.py: Σ_c w_c = 1 over every
-        process's micro-batches; the totals are the update's, over all processes)."""
-        m = batch.loss_mask
-        if self.ctx.pg.loss_agg == "token-mean":
-            return float(m[rows].sum()) / (batch.global_tokens or float(m.sum().clamp(min=1)))
-        return float((m[rows].sum(-1) > 0).sum()) / (batch.global_rows or float((m.sum(-1) > 0).sum().clamp(min=1)))
-
     def loss(self, batch, logp, old_logp, ref_logp, adv_tok, rows, logits=None):
         """(1 − λ)·L_GRPO + λ·L_distill on micro-batch `rows`. L_distill is scaled by 1 / w_c so
         that the trainer's weighted sum over micro-batches is the token-mean over all N tokens."""
@@ -321,7 +313,7 @@ class SDPO(Algorithm):
             student = topk_tail(torch.log_softmax(logits[at[r, p]].float(), -1), self._ids[rows][r, p].long())
             d = generalized_jsd(student, self._teacher[rows][r, p], self.cfg.alpha)  # (n,)
             rho = is_weight(logp, old_logp, self.cfg.is_clip)[r, p]
-            distill = (rho * d).sum() / (self._n_distill * self._chunk_weight(batch, rows))
+            distill = (rho * d).sum() / (self._n_distill * batch.share(rows, self.ctx.pg.loss_agg))
         stats["distill_loss"] = float(distill.detach())
         loss = distill if lam == 1 else (1 - lam) * pg + lam * distill
         return loss, stats

@@ -69,21 +69,14 @@ def align(values: torch.Tensor, rows: TeacherRows, shape: tuple[int, int]) -> to
     return out
 
 
-@torch.no_grad()
 def teacher_logprobs(model: Any, rows: TeacherRows, micro_rows: int = 4, dist: Any = None) -> torch.Tensor:
     """log π_T(y_t | teacher prefix) at the teacher rows' policy tokens (0 elsewhere): (B', L').
     No gradient. With sharded weights (`dist`) every process makes as many forward calls."""
-    from sgcd.distributed import idle_forward
-    from sgcd.tokens import token_logprobs
+    from sgcd.distributed import Dist
+    from sgcd.tokens import logprobs_no_grad
 
-    tb = rows.batch
-    n = tb.input_ids.shape[0]
-    chunks = dist.micro_batches(n, micro_rows, pad=dist.sharded) if dist is not None else \
-        list(torch.arange(n).split(micro_rows))  # fmt: skip
-    parts = []
-    for c in chunks:
-        if c is None:
-            idle_forward(model, 0)
-        else:
-            parts.append(token_logprobs(model, tb.input_ids[c], tb.attention_mask[c], tb.loss_mask[c]))
-    return torch.cat(parts)
+    dist = dist or Dist()
+    chunks = dist.micro_batches(rows.batch.input_ids.shape[0], micro_rows, pad=dist.sharded)
+    out = logprobs_no_grad(model, rows.batch, chunks)
+    assert out is not None, "teacher rows are built for at least one trajectory"
+    return out

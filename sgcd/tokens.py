@@ -88,6 +88,15 @@ class TokenBatch:
     def num_policy_tokens(self) -> int:
         return int(self.loss_mask.sum().item())
 
+    def share(self, rows: torch.Tensor, loss_agg: str) -> float:
+        """Micro-batch `rows`' share of the update's aggregation: its policy tokens (token-mean) or
+        rows with any (seq-mean-token-mean) over the update's, all processes' when the trainer has
+        set them. The trainer scales each micro-batch's loss by it, so the shares sum to 1."""
+        m = self.loss_mask
+        if loss_agg == "token-mean":
+            return float(m[rows].sum()) / (self.global_tokens or float(m.sum().clamp(min=1)))
+        return float((m[rows].sum(-1) > 0).sum()) / (self.global_rows or float((m.sum(-1) > 0).sum().clamp(min=1)))
+
 
 def collate(
     segments: list[Segment],
@@ -246,3 +255,21 @@ def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Te
     if return_logits:
         out.append(logits.cpu())
     return out[0] if len(out) == 1 else tuple(out)
+
+
+def logprobs_no_grad(model: Any, batch: TokenBatch | None, chunks: list[torch.Tensor | None],
+                     pad_id: int = 0) -> torch.Tensor | None:  # fmt: skip
+    """token_logprobs of `model` over the batch's micro-batches `chunks` (row indices), without
+    gradients: (B, L). A None chunk is an idle pass (sharded weights: every process makes as many
+    passes, sgcd/distributed.py); None when there are no rows."""
+    from sgcd.distributed import idle_forward
+
+    parts = []
+    with torch.no_grad():
+        for c in chunks:
+            if c is None:
+                idle_forward(model, pad_id)
+            else:
+                assert batch is not None
+                parts.append(token_logprobs(model, batch.input_ids[c], batch.attention_mask[c], batch.loss_mask[c]))
+    return torch.cat(parts) if parts else None

@@ -34,7 +34,7 @@ from sgcd.distributed import Dist, full_state, idle_forward
 from sgcd.lora import LoraSettings, is_lora, merged_state, save_adapter, wrap
 from sgcd.losses import PGConfig, aggregate
 from sgcd.rollout import Collected, Sampling, collect_groups
-from sgcd.tokens import TokenBatch, collate, segments_from_turns, token_logprobs
+from sgcd.tokens import TokenBatch, collate, logprobs_no_grad, segments_from_turns, token_logprobs
 
 
 @dataclass
@@ -175,22 +175,6 @@ def rollout_logprob_diff(rollout: torch.Tensor | None, trainer: torch.Tensor, ma
     if not sel.any():
         return None
     return float((rollout[sel] - trainer[sel]).abs().mean())
-
-
-def _logprobs_no_grad(model: Any, batch: TokenBatch | None, chunks: list[torch.Tensor | None],
-                      pad_id: int = 0) -> torch.Tensor | None:  # fmt: skip
-    """log π of `model` at the batch's policy tokens, micro-batch by micro-batch, without gradients:
-    (B, L). A None chunk is an idle pass (sharded weights: every process makes as many passes);
-    a process without rows gets None."""
-    parts = []
-    with torch.no_grad():
-        for c in chunks:
-            if c is None:
-                idle_forward(model, pad_id)
-            else:
-                assert batch is not None
-                parts.append(token_logprobs(model, batch.input_ids[c], batch.attention_mask[c], batch.loss_mask[c]))
-    return torch.cat(parts) if parts else None
 
 
 def check_processes(cfg: TrainConfig, n: int) -> None:
@@ -445,7 +429,7 @@ class Trainer:
         batch = self._collate(collected.all_groups[:1])
         chunks = self.dist.micro_batches(0 if batch is None else batch.input_ids.shape[0], self.cfg.micro_batch_rows,
                                          pad=self.dist.sharded)  # fmt: skip
-        mine = _logprobs_no_grad(self.policy.model, batch, chunks, self.pad_id)
+        mine = logprobs_no_grad(self.policy.model, batch, chunks, self.pad_id)
         drift = None if batch is None or mine is None else rollout_logprob_diff(batch.rollout_logp, mine,
                                                                                  batch.loss_mask)  # fmt: skip
         tokens = 0.0 if batch is None else float(batch.loss_mask.sum())
@@ -462,8 +446,8 @@ class Trainer:
         batch.global_tokens, batch.global_rows = (max(x, 1.0) for x in d.sum([mine_tokens, mine_rows]))
         model.eval()
         chunks = d.micro_batches(n_rows, cfg.micro_batch_rows, pad=d.sharded)
-        old = _logprobs_no_grad(model, batch, chunks, self.pad_id)
-        ref = None if self.ref_model is None else _logprobs_no_grad(self.ref_model, batch, chunks, self.pad_id)
+        old = logprobs_no_grad(model, batch, chunks, self.pad_id)
+        ref = None if self.ref_model is None else logprobs_no_grad(self.ref_model, batch, chunks, self.pad_id)
         assert old is not None
         batch.old_logp = old
         stats: dict[str, float] = dict(self.algo.prepare(batch))
@@ -493,12 +477,7 @@ class Trainer:
                     mask = batch.loss_mask[c]
                     # Micro-batches weighted so the sum over all processes' micro-batches equals
                     # the whole update's aggregation (times N: DDP averages gradients).
-                    if not batch.counts:
-                        share = 0.0
-                    elif cfg.loss_agg == "token-mean":
-                        share = float(mask.sum()) / batch.global_tokens
-                    else:
-                        share = float((mask.sum(-1) > 0).sum()) / batch.global_rows
+                    share = batch.share(c, cfg.loss_agg) if batch.counts else 0.0
                     if not torch.isfinite(loss.detach()):
                         raise NonFiniteError(f"step {self.algo.ctx.step}: the {cfg.algo} loss is {float(loss.detach())} "
                                              f"(rows {c.tolist()}); stopped before the optimizer step, so no "
