@@ -42,7 +42,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.loop import LoopConfig  # noqa: E402
-from sgcd.audit import summarize_audit  # noqa: E402
+from reports.credit_audit import summarize_audit  # noqa: E402
 from sgcd.rollout import evaluate_policy  # noqa: E402
 from sgcd.trainer import TrainConfig, Trainer  # noqa: E402
 

@@ -442,8 +442,8 @@ class Experiment:
 
     def _credit_used(self) -> str:
         """Each SGCD method's provider as its credit files recorded it, and how many groups got a
-        parsed reference or fell back, summed over training seeds (sgcd/audit.py counts them)."""
-        from sgcd.audit import summarize_audit
+        parsed reference or fell back, summed over training seeds (reports/credit_audit.py reads them)."""
+        from reports.credit_audit import summarize_audit
 
         parts = []
         for m in self.cfg.methods:

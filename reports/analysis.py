@@ -21,7 +21,7 @@ from harness.metrics import pass_hat_k_mean
 from reports import METRICS, stats
 from reports import seeds as seedstats
 from reports.stats import Interval, PairedResult
-from reports.tidy import Run, drop_infra, is_binary, task_scenarios, task_seed_matrix
+from reports.tidy import Run, drop_infra, is_binary, task_scenarios, task_seed_matrix, to_bool
 
 MAX_PASS_K = 8
 
@@ -123,7 +123,8 @@ def run_floor(run: Run, task_ids: list[str], data_dir: Path | None = None) -> Fl
     if "null_success" not in df.columns or df["null_success"].isna().all():
         return data_floor(run.benchmark, task_ids, data_dir)
     recorded = df.dropna(subset=["null_success"]).groupby("task_id")["null_success"].first()
-    flags = {str(t): str(v).strip().lower() in ("true", "1", "1.0") for t, v in recorded.items()}
+    recorded = to_bool(recorded, "null_success", run.path)  # read as `success` is
+    flags = {str(t): bool(v) for t, v in recorded.items()}
     value = null_floor({t: flags.get(t) for t in map(str, task_ids)})
     if value is None:
         return Floor(None, "some task has no recorded null_success in the results")
@@ -149,9 +150,7 @@ def summarize_run(
     scen = task_scenarios(df)
     clusters = _clusters(scen, task_means.index)
     x = task_means.to_numpy()
-    notes = []
-    if dropped:
-        notes.append(f"{dropped} row(s) with infra errors left out of every metric")
+    notes = []  # the rows dropped for infra errors are a column of the report's Inputs table
     n_seeds = matrix.shape[1]
     if n_seeds < 2:
         notes.append("one eval seed: no SD over seeds")
@@ -292,11 +291,7 @@ def compare_runs(
         n_resamples=n_resamples,
         binary_single_seed=binary,
     )
-    if bad.any():
-        result.notes.insert(
-            0, f"{int(bad.sum())} task × seed pair(s) with an infra error on either side left out"
-        )
-    return Comparison(
+    return Comparison(  # the pairs dropped for infra errors: dropped_infra, not a note as well
         a=a.name,
         b=b.name,
         model_a=a.model,

@@ -171,7 +171,7 @@ def build_report(
     text = render(report)
     audits = _credit_audits(log_paths.values())
     if audits:
-        from sgcd.audit import audit_markdown
+        from reports.credit_audit import audit_markdown
 
         text += "\n" + audit_markdown(audits)
     out.write_text(text)
@@ -180,7 +180,7 @@ def build_report(
 
 def _credit_audits(train_logs) -> dict:
     """SGCD runs write credit/ beside metrics.jsonl: their audits, by run label."""
-    from sgcd.audit import summarize_audit
+    from reports.credit_audit import summarize_audit
 
     audits = {}
     for path in train_logs:

@@ -77,7 +77,7 @@ def compare(
     from reports.build import Options, compare_paths
     from reports.protocol import ProtocolError
     from reports.tidy import TidyError
-    from reports.verdict import comparison_verdict, fmt, fmt_p
+    from reports.verdict import comparison_verdict, fmt, fmt_p, notes_beside_verdict
 
     opts = Options(metric, common_subset, n_resamples, seed, data_dir)
     try:
@@ -117,9 +117,10 @@ def compare(
         table.add_row(name, value)
     console = Console()
     console.print(table)
-    notes = h.notes + r.notes
-    if c.floor and c.floor.value is None:
-        notes.append(f"no null-agent floor: {c.floor.note}")
+    notes = h.notes + notes_beside_verdict(c)  # the verdict below says the rest
+    if c.floor and c.floor.value is None:  # the reason, said once (it may name the floor itself)
+        note = c.floor.note
+        notes.append(note if "null-agent floor" in note else f"no null-agent floor: {note}")
     for note in notes:
         console.print(f"[yellow]note:[/] {note}")
     console.print(comparison_verdict(c))

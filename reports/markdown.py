@@ -10,7 +10,14 @@ from reports.analysis import Comparison, Improvement, MethodSeeds, RunSummary
 from reports.protocol import ROW_FIELDS, RUN_FIELDS, Harmonized
 from reports.stats import WILCOXON_ZERO_METHOD
 from reports.tidy import Run
-from reports.verdict import comparison_verdict, fmt, fmt_p, improvement_verdict, run_verdict
+from reports.verdict import (
+    comparison_verdict,
+    fmt,
+    fmt_p,
+    improvement_verdict,
+    notes_beside_verdict,
+    run_verdict,
+)
 
 
 @dataclass(frozen=True)
@@ -141,7 +148,8 @@ def _runs_section(r: Report) -> list[str]:
         table(header, rows),
         "",
     ]
-    lines += [f"- {run_verdict(s)}" for s in r.summaries]
+    # A run's sentence only where it adds to the table: where its CI lies against a null floor.
+    lines += [f"- {run_verdict(s)}" for s in r.summaries if s.floor.value is not None]
     for s in r.summaries:
         lines += [f"- {s.name}: {n}" for n in s.notes]
         if s.group is not None and s.group.n_incomplete:
@@ -219,7 +227,8 @@ def _comparisons_section(r: Report) -> list[str]:
         f"({r.n_resamples} resamples, exact when 2^n is smaller); paired BCa bootstrap "
         f"({r.n_resamples} resamples, seed {r.seed}); exact McNemar only "
         "with one eval seed and a pass/fail outcome. Effect size d_z = mean(d)/sd(d). "
-        "MDE = (z0.975 + z0.8)·sd(d)/√n."
+        "MDE = (z0.975 + z0.8)·SE(d), with the t-test's SE (sd(d)/√n by task, clustered by scenario "
+        "where set); undefined (—) when every difference is the same."
         + (
             " Holm's correction is applied to the paired-t p-values across the comparisons below."
             if holm
@@ -231,11 +240,9 @@ def _comparisons_section(r: Report) -> list[str]:
     ]
     lines += [f"- {comparison_verdict(c)}" for c in r.comparisons]
     for c in r.comparisons:
-        if math.isfinite(c.result.mde):
-            lines += [f"- {c.b} − {c.a}: {n}" for n in c.result.notes]
+        lines += [f"- {c.b} − {c.a}: {n}" for n in notes_beside_verdict(c)]
+        if math.isfinite(c.result.mde):  # no variation: the verdict above says what the tests show
             lines.append(f"- {c.b} − {c.a}: Wilcoxon p by {c.result.wilcoxon_method}")
-        else:  # no variation: the verdict above already says so; keep only the other notes
-            lines += [f"- {c.b} − {c.a}: {n}" for n in c.result.notes if not n.startswith("every ")]
     for c in r.comparisons:
         key = f"scatter:{c.a}:{c.b}"
         if key in r.plots:
@@ -309,7 +316,15 @@ def render(r: Report) -> str:
         "## Inputs",
         "",
         table(
-            ["run", "path", "model", "benchmark", "split", "rows", "infra-error rows dropped"],
+            [
+                "run",
+                "path",
+                "model",
+                "benchmark",
+                "split",
+                "rows",
+                "rows with infra errors left out of every metric",
+            ],
             [
                 [
                     run.name,

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from harness.metrics import Rate, flip_rate, verdict_flip_rate
+from harness.records import is_success
 from reports.tidy import Run, TidyError, drop_infra
 
 TOKEN_COLUMNS = {"agent input": "input_tokens", "agent output": "output_tokens",
@@ -204,8 +205,8 @@ def failures(run: Run) -> pd.DataFrame:
         reasons = Counter(g["end_reason"].astype(str)) if "end_reason" in g.columns else Counter()
         bad = Counter()
         for c in comps:
-            v = pd.to_numeric(failed[c], errors="coerce")
-            bad[c] = int((v < 1).sum())
+            v = pd.to_numeric(failed[c], errors="coerce").dropna()
+            bad[c] = sum(not is_success(x) for x in v)  # below 1, by the one success rule
         checks = Counter()
         if "failed_checks" in failed.columns:
             for text in failed["failed_checks"].dropna():

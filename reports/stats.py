@@ -24,6 +24,7 @@ import numpy as np
 from scipy import stats
 
 from harness.metrics import cluster_sums, clustered_se
+from harness.metrics import sd_over_seeds as _sd_of_seed_scores
 
 ALPHA = 0.05
 POWER = 0.80
@@ -100,10 +101,11 @@ def bootstrap_interval(
 def sd_over_seeds(matrix: np.ndarray) -> float:
     """SD (ddof=1) of the per-seed scores, for matrix (n_tasks, n_seeds) with NaN where absent.
 
-    Each seed's score is the mean over the tasks it has. NaN with fewer than two seeds.
+    Each seed's score is the mean over the tasks it has; their SD is harness.metrics.sd_over_seeds
+    (the one AppWorld's TGC/SGC spread uses). NaN with fewer than two seeds.
     """
     per_seed = np.nanmean(np.asarray(matrix, dtype=float), axis=0)
-    return float(np.std(per_seed, ddof=1)) if per_seed.size >= 2 else float("nan")
+    return _sd_of_seed_scores(per_seed.tolist())
 
 
 def mde(se: float, alpha: float = ALPHA, power: float = POWER) -> float:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from harness.records import is_success
+
 
 def tidy_table(
     model: str,
@@ -29,7 +31,8 @@ def tidy_table(
 ) -> pd.DataFrame:
     """A tidy table of n_tasks × len(seeds) rows; success ~ Bernoulli(sigmoid(difficulty + effect)).
 
-    `binary=False` makes reward a partial score in [0, 1] with success = reward >= 0.5.
+    `binary=False` makes reward a partial score in [0, 1]. success is the harness's one rule
+    (harness.records.is_success: reward 1 up to 1e-6), as eval writes it.
     `scenario_size` groups consecutive tasks into scenarios (scenario_id empty otherwise).
     """
     rng = np.random.default_rng(rng)
@@ -39,10 +42,9 @@ def tidy_table(
     task = np.repeat(np.arange(n_tasks), len(seeds))
     if binary:
         reward = (rng.random(n) < p).astype(float)
-        success = reward == 1.0
     else:
         reward = np.clip(p + rng.normal(0.0, 0.15, n), 0.0, 1.0)
-        success = reward >= 0.5
+    success = np.array([is_success(r) for r in reward], dtype=bool)
     infra = rng.random(n) < infra_rate
     reward[infra], success[infra] = 0.0, False
     return pd.DataFrame(

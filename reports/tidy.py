@@ -84,7 +84,7 @@ def _read_table(path: Path) -> pd.DataFrame:
     raise TidyError(f"{path}: expected a .csv or .parquet tidy results file")
 
 
-def _to_bool(series: pd.Series, name: str, path: Path) -> pd.Series:
+def to_bool(series: pd.Series, name: str, path: Path) -> pd.Series:
     """Booleans from bool, 0/1 or true/false text; anything else is an error naming the column."""
     if series.dtype == bool:
         return series
@@ -128,10 +128,10 @@ def normalize(df: pd.DataFrame, path: Path, manifest: dict[str, Any] | None = No
             df[col] = manifest[col]
     df["seed"] = pd.to_numeric(df["seed"], errors="raise").astype(int)
     df["reward"] = pd.to_numeric(df["reward"], errors="coerce").astype(float)
-    df["success"] = _to_bool(df["success"].fillna(False), "success", path)
+    df["success"] = to_bool(df["success"].fillna(False), "success", path)
     infra = pd.Series(False, index=df.index)
     if "infra_error" in df.columns:
-        infra |= _to_bool(df["infra_error"].fillna(False), "infra_error", path)
+        infra |= to_bool(df["infra_error"].fillna(False), "infra_error", path)
     if "end_reason" in df.columns:
         infra |= df["end_reason"].astype(str).eq("infra_error")
     df["infra"] = infra

@@ -65,6 +65,15 @@ def comparison_verdict(c: Comparison) -> str:
     )
 
 
+def notes_beside_verdict(c: Comparison) -> list[str]:
+    """The comparison's notes that its verdict does not already say: with no variation (every
+    difference the same) the verdict says the tests are undefined or give p = 1, so the note that
+    says so is not repeated beside it (the JSON keeps every note)."""
+    if math.isfinite(c.result.mde):
+        return list(c.result.notes)
+    return [n for n in c.result.notes if not n.startswith("every ")]
+
+
 def run_verdict(s: RunSummary) -> str:
     """The sentence for one run: its score, CI and where the CI lies against the null floor."""
     seeds = f"{s.n_seeds} eval seed{'s' if s.n_seeds != 1 else ''}"

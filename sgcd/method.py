@@ -41,8 +41,8 @@ from typing import Any
 import torch
 
 from harness.configs import at_least, check_config, one_of, require
+from harness.credit_counts import credit_counts
 from sgcd.algorithms import Algorithm, register
-from sgcd.audit import credit_counts
 from sgcd.credit import (
     PROVIDER_FORMS,
     ReferenceCache,

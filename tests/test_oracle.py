@@ -201,7 +201,7 @@ def test_sgcd_audit_reports_agreement_of_an_llm_provider_with_the_oracle(tmp_pat
     from credit_server import CreditServer
     from scipy import stats
 
-    from sgcd.audit import audit_markdown, summarize_audit
+    from reports.credit_audit import audit_markdown, summarize_audit
     from sgcd.trainer import TrainConfig, Trainer
 
     provider = f"guided/{toy_tiny_dir}" if llm == "guided" else "openai"

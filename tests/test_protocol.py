@@ -158,7 +158,7 @@ def summary_markdown_of(summary: dict) -> str:
 
 
 def test_credit_counts_are_counted_once():
-    from sgcd.audit import credit_counts
+    from harness.credit_counts import credit_counts
 
     groups = [{"provider": "local/x", "reference": {"steps": []}}, {"provider": "local/x", "reference": None},
               {"provider": "zero", "reference": None}]  # fmt: skip

@@ -148,7 +148,8 @@ def test_report_without_plots_and_single_run(runs, tmp_path):
     _ok(CliRunner().invoke(report, [str(runs[0]), "--out", str(out), "--no-plots", *FAST]))
     md = out.read_text()
     assert "![" not in md and not (tmp_path / "single_plots").exists()
-    assert "## Paired comparisons" not in md and "base (grpo) scores" in md
+    assert "## Paired comparisons" not in md and "| base | grpo | 40 × 3 |" in md
+    assert "base (grpo) scores" not in md  # no floor: a run's sentence would only repeat its row
     assert "infra errors left out of every metric" in md
 
 
@@ -255,3 +256,21 @@ def test_cli_module_is_light_and_metrics_agree():
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
     assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_reports_never_import_the_trainer():
+    """Layers flow one way: the reports read harness (and the files training wrote), never the
+    trainer package; the credit audit's reader is reports/credit_audit.py."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "reports"
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            trainer = [n for n in names if n == "sgcd" or n.startswith("sgcd.")]
+            assert not trainer, f"{path.name} imports {trainer}"

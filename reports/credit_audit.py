@@ -1,6 +1,12 @@
 """The SGCD credit audit: is the external credit informative, and does it move the weights?
 
-Read from the files training writes (runs/NAME/train/credit/step-N.json):
+The reading side of the credit files. The trainer writes them (sgcd/method.py, write_audit: one
+runs/NAME/train/credit/step-N.json per step with its groups, trajectories and weight statistics);
+this module reads them for the report and the experiment header, without importing the trainer.
+The parsed / fallback counts are harness.credit_counts.credit_counts, the function the trainer's
+step metrics use, applied to the groups the files hold (they hold the groups, not their counts).
+
+Read from the files training writes:
   groups / parsed share    how many groups got a reference that parsed (the rest fell back to zero)
   credit-success corr.     Pearson (point-biserial) correlation between a step's credit and its
                            trajectory's success, over all credited steps (scipy.stats.pearsonr)
@@ -17,36 +23,23 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-
-def credit_counts(groups: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """How many credit groups there were, how many got a reference that parsed, and how many fell
-    back to zero credit (no reference from a provider other than `zero`, which gives none by
-    design). Each group is a credit record with "reference" and "provider": the one count the
-    training step's metrics, the audit and the experiment header use."""
-    out = {"groups": 0, "parsed": 0, "fallbacks": 0}
-    for g in groups:
-        ref = g.get("reference")
-        out["groups"] += 1
-        out["parsed"] += ref is not None
-        out["fallbacks"] += ref is None and g.get("provider") != "zero"
-    return out
+from harness.credit_counts import credit_counts
 
 
 def _steps(ref: dict[str, Any] | None) -> dict[tuple[int, int], float]:
     if not ref:
         return {}
-    return {(int(s["trajectory"]), int(s["turn"])): float(s["credit"]) for s in ref.get("steps", [])}
+    return {(int(s["trajectory"]), int(s["turn"])): float(s["credit"]) for s in ref.get("steps", [])}  # fmt: skip
 
 
 def summarize_audit(train_dir: Path) -> dict[str, Any] | None:
     """Audit figures for one training run, or None when it wrote no credit files."""
     from scipy import stats
 
-    files = sorted(Path(train_dir).glob("credit/step-*.json"), key=lambda p: int(p.stem.split("-")[1]))
+    files = sorted(Path(train_dir).glob("credit/step-*.json"), key=lambda p: int(p.stem.split("-")[1]))  # fmt: skip
     if not files:
         return None
     turns_total = turns_credited = 0
@@ -118,7 +111,7 @@ def audit_markdown(audits: dict[str, dict[str, Any] | None]) -> str:
     rows = [
         "## Credit audit (SGCD runs)",
         "",
-        "Computed from the credit files each SGCD run wrote (sgcd/audit.py). corr = Pearson between a "
+        "Computed from the credit files each SGCD run wrote (reports/credit_audit.py). corr = Pearson between a "
         "step's credit and its trajectory's success; agreement = Spearman between two providers on the "
         "same steps (n/a without an audit provider); with the oracle as audit provider, agreement says "
         "whether the provider's credit is right. n/a where the run gives too few values.",
@@ -131,7 +124,7 @@ def audit_markdown(audits: dict[str, dict[str, Any] | None]) -> str:
         if a is None:
             rows.append(f"| {label} | no credit files | | | | | | | | |")
             continue
-        agree = f"{fmt(a['provider_rank_agreement'])} ({a.get('agreement_steps', 0)})" if a.get("audit_provider") else "n/a"
+        agree = f"{fmt(a['provider_rank_agreement'])} ({a.get('agreement_steps', 0)})" if a.get("audit_provider") else "n/a"  # fmt: skip
         rows.append(
             f"| {label} | {a['provider']} | {a['groups']} | {fmt(a['parsed_share'], True)} | "
             f"{fmt(a['credit_success_corr'])} | {fmt(a['steps_with_credit_share'], True)} | "
