@@ -17,8 +17,12 @@ The whole method, for one update over sibling groups:
      α = 0: M = S and D = KL(T‖S) (forward KL); α = 1: M = T and D = KL(S‖T) (reverse KL);
      α = ½: D = JSD(T, S). D_α is continuous in α on [0, 1].
   5. Importance weight (detached): ρ_t = sg(clip(π_θ(y_t) / π_old(y_t), 1 − ε, 1 + ε)).
-  6. L_distill = Σ_t ρ_t·D_t / N over the N distillation-eligible policy tokens (token-mean);
-     loss = (1 − λ)·L_GRPO + λ·L_distill, L_GRPO the base clipped PG loss (λ = 0: exactly GRPO).
+  6. L_distill = Σ_t ρ_t·D_t / N over the N distillation-eligible policy tokens of the update,
+     every process's (token-mean, whatever loss_agg is);
+     loss = (1 − λ)·L_GRPO + λ·L_distill, L_GRPO GRPO's clipped PG loss (baselines/grpo.py; SDPO
+     subclasses GRPO and calls it; λ = 0: exactly GRPO). The loss hook returns both as terms:
+     L_GRPO's micro-batch mean by loss_agg, and Σ ρ_t·D_t over the micro-batch declared as a mean
+     over N; the trainer weights each once (sgcd/algorithms.py Term).
 
 Config keys (`[algo]` table) and defaults:
   reprompt = "solution+feedback"   "solution+feedback" | "solution" | "feedback"
@@ -51,15 +55,16 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
+from baselines.grpo import GRPO
 from harness.configs import at_least, check_config, one_of, require
-from sgcd.algorithms import Algorithm, register
+from sgcd.algorithms import Term
 from sgcd.distributed import idle_forward
-from sgcd.teacher import teacher_rows
+from sgcd.teacher import TeacherRows, teacher_rows
 from sgcd.tokens import TokenBatch, position_logits, token_logprobs
 
 REPROMPTS = ("solution+feedback", "solution", "feedback")
@@ -181,8 +186,18 @@ def at_positions(
 # ---------------------------------------------------------------------- the algorithm
 
 
-@register
-class SDPO(Algorithm):
+@dataclass
+class Distillation:
+    """What `prepare` hands to `loss` for one update."""
+
+    mask: torch.Tensor  # (B, L) the distillation-eligible policy tokens of this process's rows
+    n: int  # N: the eligible tokens of the whole update, every process's (a replica's count 0)
+    ids: torch.Tensor | None = None  # (B, L, k) int32: K_t, π_old's top-k ids (None: no teacher pass)
+    teacher: torch.Tensor | None = None  # (B, L, k+1) the teacher's log-probs on K_t plus the tail
+    teacher_rows: TeacherRows | None = None  # the teacher's reprompted rows, aligned to the batch
+
+
+class SDPO(GRPO):
     name = "sdpo"
 
     @dataclass
@@ -210,11 +225,9 @@ class SDPO(Algorithm):
     def __init__(self, cfg: Any, ctx: Any):
         super().__init__(cfg, ctx)
         model = ctx.policy.model
-        self.teacher_model = None
+        self.teacher_model = None  # θ_T: lives across updates (the EMA)
         if cfg.teacher == "ema" and cfg.distill_weight > 0:
             self.teacher_model = copy.deepcopy(model).eval().requires_grad_(False)
-        self._mask = self._ids = self._teacher = None
-        self._n_distill = 0
 
     # ------------------------------------------------------------------ teacher weights
 
@@ -245,61 +258,60 @@ class SDPO(Algorithm):
             out.append(reprompt_text(res.system_prompt, solution, feedback))
         return out
 
-    def prepare(self, batch: TokenBatch) -> dict[str, float]:
+    def prepare(self, batch: TokenBatch, old_logp: torch.Tensor) -> tuple[Distillation, dict[str, float]]:
         cfg, policy = self.cfg, self.ctx.policy
         self.ema_step()
         systems = self.reprompts(batch)
         eligible = torch.tensor([s is not None for s in systems])
-        self._mask = batch.loss_mask * eligible[batch.row_traj][:, None].float()  # (B, L)
+        mask = batch.loss_mask * eligible[batch.row_traj][:, None].float()  # (B, L)
         # N: the eligible tokens of the whole update, over every process (a replica's count 0).
         dist = self.ctx.dist
-        mine = float(self._mask.sum()) if batch.counts else 0.0
-        self._n_distill = int(dist.sum([mine])[0] if dist is not None else mine)
-        self._ids = self._teacher = None
+        mine = float(mask.sum()) if batch.counts else 0.0
+        work = Distillation(mask, int(dist.sum([mine])[0] if dist is not None else mine))
         stats = {
-            "distill_tokens": float(self._n_distill),
+            "distill_tokens": float(work.n),
             "sdpo_excluded_trajs": float((~eligible).sum()),
         }
-        if cfg.distill_weight == 0 or self._n_distill == 0:  # the same on every process
-            return stats
+        if cfg.distill_weight == 0 or work.n == 0:  # the same on every process
+            return work, stats
         B, L = batch.input_ids.shape
         k = min(cfg.topk, policy.model.config.vocab_size - 1)
         # K_t: the student's (π_old's) top-k ids at every eligible policy position.
-        where = self._mask.nonzero()  # (N, 2)
+        where = mask.nonzero()  # (N, 2)
         policy.model.eval()
         top = at_positions(policy.model, batch.input_ids, batch.attention_mask, where,
                            lambda lg, _: lg.topk(k, dim=-1).indices, cfg.micro_rows, dist)  # fmt: skip
-        self._ids = torch.zeros((B, L, k), dtype=torch.int32)
+        work.ids = torch.zeros((B, L, k), dtype=torch.int32)
         if top is not None:  # None: no eligible token on this process (others have some)
-            self._ids[where[:, 0], where[:, 1]] = top.to(torch.int32)
+            work.ids[where[:, 0], where[:, 1]] = top.to(torch.int32)
         # The teacher on the student's own tokens, reprompted; buckets on the same K_t.
         rows = teacher_rows(policy, batch, lambda t: systems[t])
-        idx = rows.index[self._mask[rows.index[:, 0], rows.index[:, 1]] > 0]  # (N, 4)
-        ids = self._ids[idx[:, 0], idx[:, 1]].long()  # (N, k)
+        idx = rows.index[mask[rows.index[:, 0], rows.index[:, 1]] > 0]  # (N, 4)
+        ids = work.ids[idx[:, 0], idx[:, 1]].long()  # (N, k)
         teacher = self.teacher_model if self.teacher_model is not None else policy.model
         tb = rows.batch
         vals = at_positions(teacher, tb.input_ids, tb.attention_mask, idx[:, 2:],
                             lambda lg, sel: topk_tail(lg.log_softmax(-1), ids[sel]),
                             cfg.micro_rows, dist)  # fmt: skip
-        self._teacher = torch.zeros((B, L, k + 1))
-        self.last_teacher_rows = rows
+        work.teacher = torch.zeros((B, L, k + 1))
+        work.teacher_rows = rows
         if vals is not None:
-            self._teacher[idx[:, 0], idx[:, 1]] = vals
+            work.teacher[idx[:, 0], idx[:, 1]] = vals
             stats["teacher_topk_mass"] = float((1 - vals[:, -1].exp()).mean())
-        return stats
+        return work, stats
 
-    def loss(self, batch, logp, old_logp, ref_logp, adv_tok, rows, logits=None):
-        """(1 − λ)·L_GRPO + λ·L_distill on micro-batch `rows`. L_distill is scaled by 1 / w_c so
-        that the trainer's weighted sum over micro-batches is the token-mean over all N tokens."""
+    def loss(self, batch, logp, old_logp, ref_logp, adv_tok, rows, logits=None, work=None):
+        """(1 − λ)·L_GRPO + λ·L_distill on micro-batch `rows`, as two terms: GRPO's (a mean by
+        loss_agg) and Σ ρ_t·D_t over the rows' eligible tokens, a mean over the update's N."""
         lam = self.cfg.distill_weight
-        pg, stats = super().loss(batch, logp, old_logp, ref_logp, adv_tok, rows)
-        stats["pg_loss"] = float(pg.detach())
+        (pg,), stats = super().loss(batch, logp, old_logp, ref_logp, adv_tok, rows)
+        pg = replace(pg, coef=1 - lam, metric="pg_loss")
         if lam == 0:
-            return pg, stats
-        if self._mask is None:
-            raise RuntimeError("sdpo: loss called before prepare(batch)")
-        sel = self._mask[rows].nonzero()  # (n, 2) local row, position
-        if sel.numel() == 0:
+            return [pg], stats
+        if work is None:
+            raise RuntimeError("sdpo: loss needs the work prepare(batch, old_logp) returned")
+        sel = work.mask[rows].nonzero()  # (n, 2) local row, position
+        if sel.numel() == 0 or work.ids is None:
             distill = logp.sum() * 0.0  # no eligible token here: a zero that keeps the graph
         else:
             r, p = sel[:, 0], sel[:, 1]
@@ -310,10 +322,8 @@ class SDPO(Algorithm):
             # logits: (N, V) at the rows' policy tokens in row-major order; find each selected one.
             at = torch.full(policy_tokens.shape, -1, dtype=torch.long)
             at[policy_tokens] = torch.arange(int(policy_tokens.sum()))
-            student = topk_tail(torch.log_softmax(logits[at[r, p]].float(), -1), self._ids[rows][r, p].long())
-            d = generalized_jsd(student, self._teacher[rows][r, p], self.cfg.alpha)  # (n,)
+            student = topk_tail(torch.log_softmax(logits[at[r, p]].float(), -1), work.ids[rows][r, p].long())
+            d = generalized_jsd(student, work.teacher[rows][r, p], self.cfg.alpha)  # (n,)
             rho = is_weight(logp, old_logp, self.cfg.is_clip)[r, p]
-            distill = (rho * d).sum() / (self._n_distill * batch.share(rows, self.ctx.pg.loss_agg))
-        stats["distill_loss"] = float(distill.detach())
-        loss = distill if lam == 1 else (1 - lam) * pg + lam * distill
-        return loss, stats
+            distill = (rho * d).sum()
+        return [pg, Term(distill, over=float(max(work.n, 1)), coef=lam, metric="distill_loss")], stats

@@ -4,6 +4,10 @@ A tiny random model never emits a well-formed tool call, so RL has nothing to re
 algorithm fine-tunes on the benchmark's scripted agent turns with the same Policy rendering
 (chat template + tool-call syntax) the rollouts use, minimizing the negative log-likelihood of
 the assistant tokens only: loss = −Σ_t m_t log π(y_t) / Σ_t m_t.
+
+Its rows are not rollouts: `collect` draws `sft_examples_per_update` scripted conversations per
+update (the same draw on every process, each process taking its share), and that key, not
+groups_per_update, is the update's budget.
 """
 
 from __future__ import annotations
@@ -13,9 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
-from sgcd.algorithms import Algorithm, register
+from sgcd.algorithms import Algorithm, Term
 from sgcd.tokens import TokenBatch, collate, segments_from_turns
 
 
@@ -35,14 +37,20 @@ def scripted_turns(policy: Any, start: Any, messages: list) -> list[tuple[list[i
     return turns
 
 
-@register
 class SFT(Algorithm):
     name = "sft"
-    data = "scripted"
+    budget_key = "sft_examples_per_update"
 
     @dataclass
     class Config:
         pass
+
+    def collect(self, source: Any, step: int) -> tuple[TokenBatch, None]:
+        """The update's scripted batch: drawn with the step's seed, this process's share of it."""
+        cfg = source.cfg
+        rng = random.Random(f"{cfg.seed}-{step}")
+        return self.scripted_batch(source.bench, source.task_ids, rng, getattr(cfg, self.budget_key),
+                                   share=source.dist.mine), None  # fmt: skip
 
     def scripted_batch(self, bench: Any, task_ids: list[str], rng: random.Random, n: int,
                        share: Callable[[list[Any]], list[Any]] = list) -> TokenBatch:  # fmt: skip
@@ -62,7 +70,8 @@ class SFT(Algorithm):
         pad = self.ctx.policy.tokenizer.pad_token_id or 0
         return collate(segments, list(range(n)), [1.0] * n, [True] * n, pad)
 
-    def loss(self, batch, logp, old_logp, ref_logp, adv_tok, rows, logits=None) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch, logp, old_logp, ref_logp, adv_tok, rows, logits=None, work=None) -> tuple[list[Term], dict[str, float]]:
+        """The micro-batch's token-mean NLL, weighted like the PG loss (by loss_agg)."""
         mask = batch.loss_mask[rows]
         nll = -(logp * mask).sum() / mask.sum().clamp(min=1)
-        return nll, {"nll": float(nll.detach())}
+        return [Term(nll, over=self.ctx.pg.loss_agg, metric="nll")], {}

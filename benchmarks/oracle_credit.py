@@ -103,7 +103,7 @@ def main() -> None:
         t0 = time.perf_counter()
         tr = trainer(base, args.out, name, algo_cfg)
         stats = tr.update(batch)
-        w = tr.algo.last_weight_stats
+        w = stats  # the step's token-weight statistics (SGCD's write_audit metrics)
         audit = summarize_audit(tr.dir) or {}
         res = {"provider": name, "weight_sd": w["weight_std"], "weight_min": w["weight_min"],
                "weight_max": w["weight_max"], "clipped": w["weight_clipped_frac"],

@@ -15,8 +15,14 @@ The whole method, for one update over kept (mixed) sibling groups:
      failed one the tokens it disfavours gain weight (A_i < 0 makes their push-down stronger).
      Then w is normalized to mean 1 over the trajectory's policy tokens and clipped to
      [w_min, w_max]; the mean after clipping is logged (it may drift from 1).
-  5. Advantages become A_i · w_t; the actor loss stays GRPO's clipped loss. Weights, teacher and
-     reference carry no gradient. The deployed policy never sees the reference.
+  5. Advantages become A_i · w_t; the actor loss stays GRPO's clipped loss (SGCD subclasses GRPO,
+     baselines/grpo.py). Weights, teacher and reference carry no gradient. The deployed policy
+     never sees the reference.
+
+SGCD is registered through the entry point group `sgcd_bench.algorithms` (pyproject.toml), as a
+third-party algorithm would be. Per update: `prepare` returns the teacher divergence and the
+groups' credit records (`CreditPass`), `token_advantages` turns them into weighted advantages and
+this process's part of the step's audit, and `write_audit` writes the step's one audit file.
 
 Choices the paper leaves open, each a config key (`[algo]` table), with our defaults:
   provider = "local/smollm2"    credit provider: openai | local/PATH | guided/PATH | zero | random | oracle
@@ -40,9 +46,9 @@ from typing import Any
 
 import torch
 
+from baselines.grpo import GRPO
 from harness.configs import at_least, check_config, one_of, require
 from harness.credit_counts import credit_counts
-from sgcd.algorithms import Algorithm, register
 from sgcd.credit import (
     PROVIDER_FORMS,
     ReferenceCache,
@@ -52,7 +58,7 @@ from sgcd.credit import (
     render_group,
     render_reference,
 )
-from sgcd.teacher import align, teacher_logprobs, teacher_rows
+from sgcd.teacher import TeacherRows, align, teacher_logprobs, teacher_rows
 from sgcd.tokens import TokenBatch
 
 WEIGHT_FORMS = ("signed", "abs")
@@ -98,8 +104,16 @@ def credit_weights(
     return torch.clamp(w, w_min, w_max) * mask
 
 
-@register
-class SGCD(Algorithm):
+@dataclass
+class CreditPass:
+    """What `prepare` hands to `token_advantages` for one update."""
+
+    d: torch.Tensor  # (B, L) d_t = log π_T(y_t) − log π_S(y_t) on policy tokens (0 elsewhere), detached
+    records: list[dict[str, Any]]  # one credit record per sibling group of this process's rows
+    teacher_rows: TeacherRows  # the teacher's rows (the reference in the prompt), aligned to the batch
+
+
+class SGCD(GRPO):
     name = "sgcd"
 
     @dataclass
@@ -146,7 +160,6 @@ class SGCD(Algorithm):
         # One cache file per process (concurrent writers never share a file); each reads them all.
         rank = ctx.dist.rank if ctx.dist is not None else 0
         self.cache = ReferenceCache(ctx.run_dir / "credit" / ("cache.jsonl" if rank == 0 else f"cache.rank-{rank}.jsonl"))
-        self._weights: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ references
 
@@ -200,7 +213,7 @@ class SGCD(Algorithm):
 
     # ------------------------------------------------------------------ hooks
 
-    def prepare(self, batch: TokenBatch) -> dict[str, float]:
+    def prepare(self, batch: TokenBatch, old_logp: torch.Tensor) -> tuple[CreditPass, dict[str, float]]:
         per_traj, records = self.references(batch)
         policy = self.ctx.policy
 
@@ -211,28 +224,31 @@ class SGCD(Algorithm):
         rows = teacher_rows(policy, batch, system_for)
         policy.model.eval()
         t_lp = align(teacher_logprobs(policy.model, rows, dist=self.ctx.dist), rows, tuple(batch.input_ids.shape))
-        s_lp = batch.old_logp  # the student pass: the same weights on the clean prompt, no gradient
-        d = (t_lp - s_lp) * batch.loss_mask
-        self._d = d
-        self._records = records
-        self.last_teacher_rows = rows
-        return {  # credit counts of this process's groups; the step's row gets all processes' (write_audit)
+        # the student pass is log π_old: the same weights on the clean prompt, no gradient
+        d = (t_lp - old_logp) * batch.loss_mask
+        stats = {  # credit counts of this process's groups; the step's row gets all processes' (write_audit)
             **{f"credit_{k}": float(v) for k, v in credit_counts(records).items()},
             "teacher_d_abs_mean": float((d.abs() * batch.loss_mask).sum() / batch.loss_mask.sum().clamp(min=1)),
         }
+        return CreditPass(d, records, rows), stats
 
-    def token_advantages(self, batch: TokenBatch, traj_adv: torch.Tensor) -> torch.Tensor:
+    def weights(self, batch: TokenBatch, traj_adv: torch.Tensor, work: CreditPass) -> torch.Tensor:
+        """w_t (B, L) of the module docstring, detached, 0 off the policy tokens."""
         cfg = self.cfg
-        row_adv = traj_adv[batch.row_traj]
-        w = credit_weights(self._d, batch.loss_mask, row_adv, batch.row_traj, cfg.temperature, cfg.form,
-                           cfg.normalize, cfg.w_min, cfg.w_max)  # fmt: skip
-        self._weights = w
-        self._audit = self._audit_record(batch, traj_adv, w)
-        return (row_adv[:, None] * w * batch.loss_mask).detach()
+        return credit_weights(work.d, batch.loss_mask, traj_adv[batch.row_traj], batch.row_traj, cfg.temperature,
+                              cfg.form, cfg.normalize, cfg.w_min, cfg.w_max)  # fmt: skip
+
+    def token_advantages(self, batch: TokenBatch, traj_adv: torch.Tensor,
+                         work: CreditPass) -> tuple[torch.Tensor, dict[str, Any]]:  # fmt: skip
+        """A_i · w_t, and this process's part of the step's audit."""
+        w = self.weights(batch, traj_adv, work)
+        adv = (traj_adv[batch.row_traj][:, None] * w * batch.loss_mask).detach()
+        return adv, self._audit_record(batch, traj_adv, w, work)
 
     # ------------------------------------------------------------------ audit
 
-    def _audit_record(self, batch: TokenBatch, traj_adv: torch.Tensor, w: torch.Tensor) -> dict[str, Any]:
+    def _audit_record(self, batch: TokenBatch, traj_adv: torch.Tensor, w: torch.Tensor,
+                      work: CreditPass) -> dict[str, Any]:  # fmt: skip
         """This process's share of the step's audit: its groups, trajectories and token weights."""
         per_traj = []
         for t in range(len(batch.rewards)):
@@ -243,12 +259,8 @@ class SGCD(Algorithm):
                              "advantage": float(traj_adv[t]), "success": bool(batch.success[t]),
                              "weight_mean": float(wt.mean()) if wt.numel() else None,
                              "weight_std": float(wt.std()) if wt.numel() > 1 else None,
-                             "d_mean": float(self._d[rows][m].mean()) if wt.numel() else None})  # fmt: skip
-        return {"groups": self._records, "trajectories": per_traj, "weights": w[batch.loss_mask > 0].tolist()}
-
-    def audit_payload(self) -> dict[str, Any] | None:
-        out, self._audit = getattr(self, "_audit", None), None
-        return out
+                             "d_mean": float(work.d[rows][m].mean()) if wt.numel() else None})  # fmt: skip
+        return {"groups": work.records, "trajectories": per_traj, "weights": w[batch.loss_mask > 0].tolist()}
 
     def write_audit(self, payloads: list[Any], main: bool) -> dict[str, float]:
         """One credit/step-N.json per step, written by the main process: every process's groups
@@ -266,7 +278,7 @@ class SGCD(Algorithm):
         if not per_traj:
             return {}
         vals = torch.tensor(vals_list)
-        self.last_weight_stats = {
+        weight_stats = {
             "weight_mean": float(vals.mean()) if vals.numel() else float("nan"),
             "weight_std": float(vals.std()) if vals.numel() > 1 else 0.0,
             "weight_min": float(vals.min()) if vals.numel() else float("nan"),
@@ -278,7 +290,7 @@ class SGCD(Algorithm):
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_suffix(".tmp")
             tmp.write_text(json.dumps({"step": self.ctx.step, "groups": groups, "trajectories": per_traj,
-                                       "weights": self.last_weight_stats}, default=str))  # fmt: skip
+                                       "weights": weight_stats}, default=str))  # fmt: skip
             tmp.replace(out)
-        return {**{f"credit_{k}": float(v) for k, v in credit_counts(groups).items()}, **self.last_weight_stats}
+        return {**{f"credit_{k}": float(v) for k, v in credit_counts(groups).items()}, **weight_stats}
 

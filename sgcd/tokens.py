@@ -76,13 +76,14 @@ class TokenBatch:
     success: torch.Tensor  # (T,) bool
     segments: list[Segment]
     meta: list[dict[str, Any]] = field(default_factory=list)
-    old_logp: torch.Tensor | None = None  # (B, L) log π_old at every position, set by the trainer
     rollout_logp: torch.Tensor | None = None  # (B, L) the sampler's log-probs at policy tokens (NaN: not returned)
-    # Set by the trainer: the update's policy tokens and rows over every process (the loss's
-    # denominators), and whether this process's rows count (False: a replica, weight 0).
+    # Whether this process's rows count (False: a replica of another process's group, kept so that
+    # every process runs the same passes; weight 0). Set where the batch is built.
+    counts: bool = True
+    # Set by the trainer's update: its policy tokens and rows over every process (the
+    # denominators of `share`).
     global_tokens: float = 0.0
     global_rows: float = 0.0
-    counts: bool = True
 
     @property
     def num_policy_tokens(self) -> int:
@@ -91,7 +92,8 @@ class TokenBatch:
     def share(self, rows: torch.Tensor, loss_agg: str) -> float:
         """Micro-batch `rows`' share of the update's aggregation: its policy tokens (token-mean) or
         rows with any (seq-mean-token-mean) over the update's, all processes' when the trainer has
-        set them. The trainer scales each micro-batch's loss by it, so the shares sum to 1."""
+        set them. The trainer weights each micro-batch's loss terms by it (sgcd/algorithms.py
+        weigh), so the shares sum to 1."""
         m = self.loss_mask
         if loss_agg == "token-mean":
             return float(m[rows].sum()) / (self.global_tokens or float(m.sum().clamp(min=1)))

@@ -1,8 +1,10 @@
 """The trainer loop shared by every algorithm: rollout → batch → update → checkpoint, resumable.
 
 The budget of a run is `updates` × `groups_per_update` kept sibling groups of `group_size`
-(dynamic sampling tries up to `max_groups_sampled` groups per update). The loop calls only the
-algorithm's hooks (sgcd/algorithms.py), never an algorithm by name.
+(dynamic sampling tries up to `max_groups_sampled` groups per update; an algorithm may size its
+update by another key, its `budget_key`). The loop calls only the algorithm's hooks
+(sgcd/algorithms.py), never an algorithm by name: the algorithm says where an update's rows come
+from (`collect`) and returns its loss as terms the trainer weights once (`weigh`).
 
 runs/NAME/train/
   config.toml  manifest.json  metrics.jsonl  tensorboard/ (if installed)
@@ -29,7 +31,7 @@ from harness.jsonl import JsonlError, read_jsonl
 from harness.loop import LoopConfig
 from harness.sampler import BACKENDS, SamplerError, SamplerOptions
 from sgcd.advantages import ESTIMATORS, compute_advantages
-from sgcd.algorithms import AlgoContext, get_algorithm
+from sgcd.algorithms import AlgoContext, get_algorithm, weigh
 from sgcd.distributed import Dist, full_state, idle_forward
 from sgcd.lora import LoraSettings, is_lora, merged_state, save_adapter, wrap
 from sgcd.losses import PGConfig, aggregate
@@ -186,8 +188,8 @@ def check_processes(cfg: TrainConfig, n: int) -> None:
     require(tp == 1, "sampler_args", f"tensor_parallel_size 1 under a launch of {n} processes (each process holds "
             "its own engine for its own groups; a tensor-parallel engine needs every member to send the same "
             "prompts)", f"tensor_parallel_size = {tp}")  # fmt: skip
-    key, value = (("sft_examples_per_update", cfg.sft_examples_per_update)
-                  if get_algorithm(cfg.algo).data == "scripted" else ("groups_per_update", cfg.groups_per_update))  # fmt: skip
+    key = get_algorithm(cfg.algo).budget_key
+    value = getattr(cfg, key)
     if value % n:
         raise ConfigError(key, f"divisible by the {n} processes of this launch (each process samples and trains "
                                f"an equal share of the update); use a multiple of {n} or a process count that "
@@ -390,7 +392,9 @@ class Trainer:
 
     def rollout_batch(self, step: int) -> tuple[TokenBatch | None, Collected]:
         """This process's share of the update: every process draws the same tasks and seeds; the
-        groups are sampled split over processes and the kept ones dealt out (sgcd/distributed.py)."""
+        groups are sampled split over processes and the kept ones dealt out (sgcd/distributed.py).
+        A process given a replica of another's group (fewer kept groups than processes) gets a
+        batch that does not count."""
         cfg = self.cfg
         rng = random.Random(f"{cfg.seed}-{step}")
         self.policy.model.eval()
@@ -402,7 +406,10 @@ class Trainer:
             loop=LoopConfig(max_steps=cfg.max_steps, max_errors=cfg.max_errors), rng=rng,
             user_policy=self.user_policy, dist=self.dist,
         )  # fmt: skip
-        return self._collate(collected.kept), collected
+        batch = self._collate(collected.kept)
+        if batch is not None and collected.replica:
+            batch.counts = False
+        return batch, collected
 
     def _collate(self, kept: list) -> TokenBatch | None:
         segments, groups, rewards, success, meta = [], [], [], [], []
@@ -449,16 +456,16 @@ class Trainer:
         old = logprobs_no_grad(model, batch, chunks, self.pad_id)
         ref = None if self.ref_model is None else logprobs_no_grad(self.ref_model, batch, chunks, self.pad_id)
         assert old is not None
-        batch.old_logp = old
-        stats: dict[str, float] = dict(self.algo.prepare(batch))
+        work, prepared = self.algo.prepare(batch, old)
+        stats: dict[str, float] = dict(prepared)
         drift = rollout_logprob_diff(batch.rollout_logp, old, batch.loss_mask)
         if drift is not None:
             stats["rollout_logprob_diff"] = drift
         traj_adv = compute_advantages(cfg.advantage, batch.rewards, batch.group_ids)
-        adv_tok = self.algo.token_advantages(batch, traj_adv).detach()
+        adv_tok, audit = self.algo.token_advantages(batch, traj_adv, work)
+        adv_tok = adv_tok.detach()
         stats = d.mean_over(stats, mine_tokens)
-        payload = self.algo.audit_payload() if batch.counts else None
-        stats.update(self.algo.write_audit(d.gather(payload), d.is_main))
+        stats.update(self.algo.write_audit(d.gather(audit if batch.counts else None), d.is_main))
         self.train_model.train()
         # Every process runs as many micro-batches (the last one all-reduces the gradients).
         train_chunks = d.micro_batches(n_rows, cfg.micro_batch_rows, pad=d.world > 1)
@@ -472,22 +479,24 @@ class Trainer:
                         continue
                     logp, ent, logits = token_logprobs(self.train_model, batch.input_ids[c], batch.attention_mask[c],
                                                        batch.loss_mask[c], with_entropy=True, return_logits=True)  # fmt: skip
-                    loss, st = self.algo.loss(batch, logp, old[c], None if ref is None else ref[c], adv_tok[c], c,
-                                              logits=logits)  # fmt: skip
-                    mask = batch.loss_mask[c]
-                    # Micro-batches weighted so the sum over all processes' micro-batches equals
-                    # the whole update's aggregation (times N: DDP averages gradients).
-                    share = batch.share(c, cfg.loss_agg) if batch.counts else 0.0
+                    terms, st = self.algo.loss(batch, logp, old[c], None if ref is None else ref[c], adv_tok[c], c,
+                                               logits=logits, work=work)  # fmt: skip
+                    # The micro-batch's part of the update's loss: its terms weighted so that the
+                    # sum over all processes' micro-batches is the whole update's loss.
+                    loss, parts = weigh(terms, batch, c)
                     if not torch.isfinite(loss.detach()):
                         raise NonFiniteError(f"step {self.algo.ctx.step}: the {cfg.algo} loss is {float(loss.detach())} "
                                              f"(rows {c.tolist()}); stopped before the optimizer step, so no "
                                              "checkpoint holds it. Check the algorithm's config (e.g. a zero "
                                              "temperature) and lr")  # fmt: skip
-                    d.backward(loss * (share * d.world))
-                    st["loss"] = float(loss.detach())
-                    st["entropy"] = float(aggregate(ent.detach(), mask, "token-mean"))
+                    d.backward(loss * d.world)  # times N: DDP averages gradients
+                    # The algorithm's other metrics are micro-batch means, weighted like the loss.
+                    share = batch.share(c, cfg.loss_agg) if batch.counts else 0.0
+                    st["entropy"] = float(aggregate(ent.detach(), batch.loss_mask[c], "token-mean"))
                     for k, v in st.items():
                         acc[k] = acc.get(k, 0.0) + v * share
+                    for k, v in {**parts, "loss": float(loss.detach())}.items():
+                        acc[k] = acc.get(k, 0.0) + v
             grad_norm = d.clip_grad_norm(self.train_model, cfg.grad_clip)
             if not torch.isfinite(grad_norm):
                 self.opt.zero_grad(set_to_none=True)
@@ -519,17 +528,12 @@ class Trainer:
                 if torch.cuda.is_available():
                     torch.cuda.reset_peak_memory_stats()
                 self.algo.ctx.step = step
-                if self.algo.data == "scripted":
-                    batch = self.algo.scripted_batch(self.bench, self.task_ids, random.Random(f"{cfg.seed}-{step}"),
-                                                     cfg.sft_examples_per_update, share=d.mine)  # fmt: skip
-                    collected = None
-                else:
-                    try:
-                        batch, collected = self.rollout_batch(step)
-                    except SamplerError as e:
-                        last = self.latest_checkpoint()
-                        raise SamplerError(f"step {step}: {e}. Nothing of step {step} was written; run the same "
-                                           f"command again to resume from {last.name if last else 'the start'}") from e  # fmt: skip
+                try:  # the update's rows: rollouts (collected: what was sampled), or the algorithm's own
+                    batch, collected = self.algo.collect(self, step)
+                except SamplerError as e:
+                    last = self.latest_checkpoint()
+                    raise SamplerError(f"step {step}: {e}. Nothing of step {step} was written; run the same "
+                                       f"command again to resume from {last.name if last else 'the start'}") from e  # fmt: skip
                 row: dict[str, Any] = {"step": step}
                 if collected is not None:
                     row.update(
@@ -540,8 +544,6 @@ class Trainer:
                         reward_mean=collected.reward_mean, success_rate=collected.success_rate,
                     )  # fmt: skip
                 if batch is not None:  # on every process (a replica where one had no group of its own)
-                    if collected is not None and collected.replica:
-                        batch.counts = False
                     row.update(self.update(batch))
                 else:
                     row["skipped"] = True  # no mixed group within the cap: nothing to learn from

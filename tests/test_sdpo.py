@@ -23,7 +23,7 @@ from harness.records import Message, ToolCall
 from harness.toolcalls import to_template_messages
 from harness.toy import Toy, scripted_messages
 from harness.toy.episode import SYSTEM_PROMPT, TOOLS
-from sgcd.algorithms import AlgoContext, get_algorithm
+from sgcd.algorithms import AlgoContext, get_algorithm, weigh
 from sgcd.losses import PGConfig
 from sgcd.tokens import collate, segments_from_turns, token_logprobs
 
@@ -120,14 +120,26 @@ def batch(policy):
     ]
     assert [r.outcome.success for r in g0 + g1] == [True, True, False, False, False]
     assert all(r.outcome.feedback for r in g0 + g1)
-    b = make_batch([("L1-0000", g0), ("L2-0000", g1)])
+    return make_batch([("L1-0000", g0), ("L2-0000", g1)])
+
+
+@pytest.fixture()
+def old_logp(policy, batch):
+    """log π_old of the batch, as the trainer hands it to prepare and loss."""
     with torch.no_grad():
-        b.old_logp = token_logprobs(policy.model, b.input_ids, b.attention_mask)
-    return b
+        return token_logprobs(policy.model, batch.input_ids, batch.attention_mask)
 
 
 def make_algo(policy, tmp_path, **cfg):
     return SDPO(SDPO.Config(**cfg), AlgoContext(policy, tmp_path, PGConfig()))
+
+
+def loss_of(algo, batch, logp, old, adv, rows, work=None, logits=None):
+    """A micro-batch's loss as the trainer takes it: the algorithm's terms, weighed by the
+    trainer's one rule (sgcd/algorithms.py weigh); metrics with each named term's part."""
+    terms, st = algo.loss(batch, logp, old, None, adv, rows, logits=logits, work=work)
+    loss, parts = weigh(terms, batch, rows)
+    return loss, {**st, **parts}
 
 
 def traj_tokens(batch, trajs) -> float:
@@ -204,10 +216,10 @@ def test_reprompt_text_in_one_place(batch):
 # ---------------------------------------------------------------------- the algorithm
 
 
-def test_teacher_scores_the_students_own_tokens(policy, batch, tmp_path):
+def test_teacher_scores_the_students_own_tokens(policy, batch, old_logp, tmp_path):
     algo = make_algo(policy, tmp_path, teacher="live")
-    st = algo.prepare(batch)
-    rows = algo.last_teacher_rows
+    work, st = algo.prepare(batch, old_logp)
+    rows = work.teacher_rows
     i = rows.index
     assert len(i) == batch.num_policy_tokens  # every policy token is aligned
     assert torch.equal(rows.batch.input_ids[i[:, 2], i[:, 3]], batch.input_ids[i[:, 0], i[:, 1]])
@@ -216,21 +228,21 @@ def test_teacher_scores_the_students_own_tokens(policy, batch, tmp_path):
     assert "correct solution" in text and "Feedback from the environment" in text
     assert st["sdpo_excluded_trajs"] == 0 and st["distill_tokens"] == batch.num_policy_tokens
     assert 0 < st["teacher_topk_mass"] <= 1
-    t = algo._teacher[batch.loss_mask > 0]
+    t = work.teacher[batch.loss_mask > 0]
     assert not t.requires_grad and t.exp().sum(-1).tolist() == pytest.approx(
         [1.0] * len(t), abs=1e-5
     )
 
 
-def test_trajectories_without_demonstration_or_feedback_are_excluded(policy, batch, tmp_path):
+def test_trajectories_without_demonstration_or_feedback_are_excluded(policy, batch, old_logp, tmp_path):
     algo = make_algo(policy, tmp_path, reprompt="solution")  # group 1 has no success to show
-    st = algo.prepare(batch)
+    work, st = algo.prepare(batch, old_logp)
     assert st["sdpo_excluded_trajs"] == 2
     assert st["distill_tokens"] == traj_tokens(batch, [0, 1, 2])
-    assert algo._mask[batch.row_traj >= 3].sum() == 0
-    assert algo._teacher[batch.row_traj >= 3].abs().sum() == 0
+    assert work.mask[batch.row_traj >= 3].sum() == 0
+    assert work.teacher[batch.row_traj >= 3].abs().sum() == 0
     batch.meta[2]["result"].outcome.feedback = ""
-    st = make_algo(policy, tmp_path, reprompt="feedback").prepare(batch)
+    _, st = make_algo(policy, tmp_path, reprompt="feedback").prepare(batch, old_logp)
     assert st["sdpo_excluded_trajs"] == 1 and st["distill_tokens"] == traj_tokens(
         batch, [0, 1, 3, 4]
     )
@@ -238,65 +250,66 @@ def test_trajectories_without_demonstration_or_feedback_are_excluded(policy, bat
     for r in batch.meta:
         r["result"].outcome.feedback = ""
     algo = make_algo(policy, tmp_path, reprompt="feedback")
-    assert algo.prepare(batch)["sdpo_excluded_trajs"] == 5
+    work, st = algo.prepare(batch, old_logp)
+    assert st["sdpo_excluded_trajs"] == 5
     logp = token_logprobs(policy.model, batch.input_ids, batch.attention_mask)
     rows = torch.arange(len(batch.segments))
-    loss, st = algo.loss(batch, logp, batch.old_logp, None, torch.zeros_like(logp), rows)
+    loss, st = loss_of(algo, batch, logp, old_logp, torch.zeros_like(logp), rows, work)
     loss.backward()
     assert loss.item() == 0.0 and st["distill_loss"] == 0.0
     policy.model.zero_grad(set_to_none=True)
 
 
-def test_distill_loss_is_the_token_mean_over_eligible_tokens(policy, batch, tmp_path):
+def test_distill_loss_is_the_token_mean_over_eligible_tokens(policy, batch, old_logp, tmp_path):
     algo = make_algo(policy, tmp_path, reprompt="solution", alpha=0.5, teacher="live")
-    algo.prepare(batch)
+    work, _ = algo.prepare(batch, old_logp)
     rows = torch.arange(len(batch.segments))
-    old, zeros = batch.old_logp, torch.zeros_like(batch.old_logp)
+    old, zeros = old_logp, torch.zeros_like(old_logp)
     with torch.no_grad():  # no capture here: the loss runs its own student pass
-        loss, st = algo.loss(batch, old, old, None, zeros, rows)
+        loss, st = loss_of(algo, batch, old, old, zeros, rows, work)
         logits = policy.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
         # ρ = clip(π_θ / π_old, 0.8, 1.2) scales each token's divergence, detached
-        up, _ = algo.loss(batch, old + 0.5 * batch.loss_mask, old, None, zeros, rows)
-        down, _ = algo.loss(batch, old - 0.5 * batch.loss_mask, old, None, zeros, rows)
-    r, p = algo._mask.nonzero().unbind(-1)
-    s = topk_tail(logits[r, p - 1].log_softmax(-1), algo._ids[r, p].long())
-    expected = generalized_jsd(s, algo._teacher[r, p], 0.5).mean()  # ρ = 1 at θ = θ_old
+        up, _ = loss_of(algo, batch, old + 0.5 * batch.loss_mask, old, zeros, rows, work)
+        down, _ = loss_of(algo, batch, old - 0.5 * batch.loss_mask, old, zeros, rows, work)
+    r, p = work.mask.nonzero().unbind(-1)
+    s = topk_tail(logits[r, p - 1].log_softmax(-1), work.ids[r, p].long())
+    expected = generalized_jsd(s, work.teacher[r, p], 0.5).mean()  # ρ = 1 at θ = θ_old
     # rel 1e-3: the loss's student pass runs the rows' shared prompt once (sgcd/tokens.py), so its
     # logits differ from this plain pass by float rounding, and the divergence here is ~1e-7.
     assert float(loss) == pytest.approx(float(expected), rel=1e-3) and st["distill_loss"] == float(loss)
     assert float(loss) > 0
     assert float(up) == pytest.approx(1.2 * float(loss), rel=1e-5)
     assert float(down) == pytest.approx(0.8 * float(loss), rel=1e-5)
-    # micro-batches scaled as the trainer scales them add up to the same batch loss
-    mask = batch.loss_mask
+    # micro-batches weighed as the trainer weighs them (and nothing else) add up to the same
+    # batch loss: the distillation term is not scaled by the algorithm for the micro-batch
     total = 0.0
     with torch.no_grad():
         for c in rows.split(2):
-            lc, _ = algo.loss(batch, old[c], old[c], None, zeros[c], c)
-            total += float(lc) * float(mask[c].sum() / mask.sum())
+            lc, _ = loss_of(algo, batch, old[c], old[c], zeros[c], c, work)
+            total += float(lc)
     assert total == pytest.approx(float(loss), rel=1e-3)  # rounding, as above
 
 
-def test_student_logits_come_from_the_trainers_pass_with_gradient(policy, batch, tmp_path):
+def test_student_logits_come_from_the_trainers_pass_with_gradient(policy, batch, old_logp, tmp_path):
     algo = make_algo(policy, tmp_path)  # EMA teacher
-    algo.prepare(batch)
+    work, _ = algo.prepare(batch, old_logp)
     rows = torch.arange(2)
     policy.model.zero_grad(set_to_none=True)
     logp, logits = token_logprobs(policy.model, batch.input_ids[rows], batch.attention_mask[rows],
                                   batch.loss_mask[rows], return_logits=True)  # as the trainer calls it
     assert logits.requires_grad and logits.shape[0] == int(batch.loss_mask[rows].sum())
-    loss, st = algo.loss(batch, logp, batch.old_logp[rows], None, torch.zeros_like(logp), rows, logits=logits)
+    loss, st = loss_of(algo, batch, logp, old_logp[rows], torch.zeros_like(logp), rows, work, logits=logits)
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.model.parameters())
     assert all(p.grad is None for p in algo.teacher_model.parameters())
-    assert not algo._teacher.requires_grad
+    assert not work.teacher.requires_grad
     with torch.no_grad():  # the fallback pass gives the same value
-        again, _ = algo.loss(batch, logp.detach(), batch.old_logp[rows], None, torch.zeros_like(logp), rows)
+        again, _ = loss_of(algo, batch, logp.detach(), old_logp[rows], torch.zeros_like(logp), rows, work)
     assert float(again) == pytest.approx(loss.item(), rel=1e-5)
     policy.model.zero_grad(set_to_none=True)
 
 
-def test_distillation_moves_the_student_towards_the_teacher(policy, batch, tmp_path):
+def test_distillation_moves_the_student_towards_the_teacher(policy, batch, old_logp, tmp_path):
     import copy
 
     from harness.policy import Policy
@@ -306,55 +319,55 @@ def test_distillation_moves_the_student_towards_the_teacher(policy, batch, tmp_p
         SDPO.Config(teacher="ema", ema_rate=0.0, alpha=0.5),
         AlgoContext(student, tmp_path, PGConfig()),
     )
-    algo.prepare(batch)
+    work, _ = algo.prepare(batch, old_logp)
     opt = torch.optim.SGD(student.model.parameters(), lr=0.5)
     rows = torch.arange(len(batch.segments))
     losses = []
     for _ in range(4):
         opt.zero_grad()
         logp = token_logprobs(student.model, batch.input_ids, batch.attention_mask)
-        loss, _ = algo.loss(batch, logp, logp.detach(), None, torch.zeros_like(logp), rows)
+        loss, _ = loss_of(algo, batch, logp, logp.detach(), torch.zeros_like(logp), rows, work)
         loss.backward()
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0]
 
 
-def test_lambda_zero_is_exactly_grpo(policy, batch, tmp_path):
+def test_lambda_zero_is_exactly_grpo(policy, batch, old_logp, tmp_path):
     assert get_algorithm("sdpo") is SDPO
     grpo_cls = get_algorithm("grpo")
     grpo = grpo_cls(grpo_cls.Config(), AlgoContext(policy, tmp_path, PGConfig()))
     algo = make_algo(policy, tmp_path, distill_weight=0.0)
-    st = algo.prepare(batch)
+    work, st = algo.prepare(batch, old_logp)
     assert "teacher_topk_mass" not in st and algo.teacher_model is None  # no teacher when unused
     traj_adv = torch.tensor([1.0, 1.0, -1.0, 0.5, -0.5])
-    adv = grpo.token_advantages(batch, traj_adv)
-    assert torch.equal(algo.token_advantages(batch, traj_adv), adv)
-    logp = batch.old_logp + 0.1 * batch.loss_mask
+    adv, _ = grpo.token_advantages(batch, traj_adv)
+    assert torch.equal(algo.token_advantages(batch, traj_adv, work)[0], adv)
+    logp = old_logp + 0.1 * batch.loss_mask
     rows = torch.arange(len(batch.segments))
-    ref, _ = grpo.loss(batch, logp, batch.old_logp, None, adv, rows)
-    got, st = algo.loss(batch, logp, batch.old_logp, None, adv, rows)
+    ref, _ = loss_of(grpo, batch, logp, old_logp, adv, rows)
+    got, st = loss_of(algo, batch, logp, old_logp, adv, rows, work)
     assert torch.equal(got, ref) and st["pg_loss"] == float(ref)
     # and an intermediate λ is the convex mix
     mix = make_algo(policy, tmp_path, distill_weight=0.25, teacher="live")
-    mix.prepare(batch)
+    work, _ = mix.prepare(batch, old_logp)
     with torch.no_grad():
-        lm, sm = mix.loss(batch, logp, batch.old_logp, None, adv, rows)
+        lm, sm = loss_of(mix, batch, logp, old_logp, adv, rows, work)
     assert float(lm) == pytest.approx(0.75 * sm["pg_loss"] + 0.25 * sm["distill_loss"], rel=1e-5)
 
 
-def test_ema_teacher_moves_by_tau_at_the_start_of_prepare(policy, batch, tmp_path):
+def test_ema_teacher_moves_by_tau_at_the_start_of_prepare(policy, batch, old_logp, tmp_path):
     algo = make_algo(policy, tmp_path, teacher="ema", ema_rate=0.1)
     p = next(policy.model.parameters())
     pt = next(algo.teacher_model.parameters())
     before = p.detach().clone()
     assert torch.equal(pt, before) and not pt.requires_grad
-    algo.prepare(batch)
+    algo.prepare(batch, old_logp)
     assert torch.equal(pt, before)  # θ_T = θ: the first step changes nothing
     with torch.no_grad():
         p.add_(1.0)
     try:
-        algo.prepare(batch)
+        algo.prepare(batch, old_logp)
         assert torch.allclose(pt, before + 0.1, atol=1e-6)
     finally:
         with torch.no_grad():
