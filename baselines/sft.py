@@ -56,7 +56,7 @@ class SFT(Algorithm):
                        share: Callable[[list[Any]], list[Any]] = list) -> TokenBatch:  # fmt: skip
         """The update's `n` scripted conversations, drawn the same on every process; `share`
         picks this process's part of them (sgcd/distributed.py Dist.mine)."""
-        if not hasattr(bench, "scripted_messages"):
+        if not bench.has_scripted:
             raise ValueError(f"benchmark {bench.name!r} has no scripted solutions for a supervised warm start")
         drawn = share([rng.choice(task_ids) for _ in range(n)])
         n = len(drawn)

@@ -1,23 +1,49 @@
-"""The benchmark registry: name -> how to list a split's tasks and start an Episode for one.
+"""Benchmarks: the base every benchmark implements, its declarations, and the registry.
 
-Every benchmark (τ³-airline, AppWorld, toy) plugs in here with the same small interface, so the
-inspect tasks, `sgcd-bench eval` and the trainers' rollouts share one path to the environments.
+A benchmark is one module: a `Benchmark` subclass decorated with `@register` in its own module.
+The registry finds them by importing `harness.<package>.benchmark` for every subpackage of
+`harness` that has one (τ³-airline, AppWorld, toy) and every module named by an entry point of
+the group `sgcd_bench.benchmarks` (third-party benchmarks; `[project.entry-points.
+"sgcd_bench.benchmarks"] NAME = "package.module"`). Everything else (the CLI, the generic inspect
+`@task`, eval's results table and summary, the trainers' rollouts, the reports) reads what the
+class declares and never a benchmark's name:
+
+  name, protocol      the episode protocol every entry point uses unless overridden (EvalProtocol)
+  components          the reward components that become results-table columns (Outcome.components)
+  has_floor           null_success(task_id) says whether the do-nothing agent passes a task
+  summary_metrics     extra metrics over a run's rows (AppWorld: TGC and SGC, mean ± SD over seeds)
+  data                the dataset it needs (harness.data.Dataset; `sgcd-bench data pull NAME`)
+  default_split       the split an entry point evaluates when none is given
+  max_concurrent      episodes that may run at once (None: no limit; AppWorld: its servers)
+  has_scripted        scripted_messages(task_id) gives the ideal conversation (SFT warm start)
+  has_oracle          oracle_credit(...) gives credit from its ground truth (the `oracle` provider)
+The constructor's keyword arguments are the benchmark's options (`-B KEY=VALUE`, `-T KEY=VALUE`).
+Whether an episode blocks on I/O is the Episode's own declaration (records.Episode.blocking).
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import inspect
+import pkgutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from harness.records import Episode
+from harness.records import Episode, Message
+
+if TYPE_CHECKING:
+    from harness.data import Dataset
 
 LIMIT_KEYS = ("max_steps", "max_errors", "max_tokens")
+ENTRY_POINT_GROUP = "sgcd_bench.benchmarks"
+B = TypeVar("B", bound="type[Benchmark]")
 
 
 @dataclass(frozen=True)
 class EvalProtocol:
-    """A benchmark's episode protocol: what every entry point (`sgcd-bench eval`, each `@task`, the
+    """A benchmark's episode protocol: what every entry point (`sgcd-bench eval`, the `@task`, the
     experiment runner) uses unless a run overrides it explicitly.
 
     max_steps: messages per episode; max_errors: tool errors that end one; max_tokens: tokens per
@@ -51,114 +77,125 @@ class ResolvedProtocol:
                 "protocol_overrides": ",".join(self.overridden)}  # fmt: skip
 
 
-class Benchmark(Protocol):
-    name: str
-    has_user: bool
+@dataclass(frozen=True)
+class SummaryMetric:
+    """One of a benchmark's own summary metrics over a run: mean and SD over eval seeds."""
 
-    def split_ids(self, split: str) -> list[str]: ...
+    key: str  # column stem in the summary: KEY_mean, KEY_sd
+    label: str  # what a person reads ("TGC")
+    mean: float
+    sd: float  # NaN with one seed
 
-    def episode(self, task_id: str) -> Episode: ...
+
+class Benchmark:
+    """The base every benchmark implements; see the module docstring for the declarations."""
+
+    name: ClassVar[str]
+    protocol: ClassVar[EvalProtocol]
+    components: ClassVar[tuple[str, ...]] = ()
+    has_floor: ClassVar[bool] = False
+    data: ClassVar[Dataset | None] = None
+    default_split: ClassVar[str] = "test"
+    has_scripted: ClassVar[bool] = False
+    has_oracle: ClassVar[bool] = False
+    max_concurrent: int | None = None
+
+    @property
+    def has_user(self) -> bool:
+        return self.protocol.user
+
+    def split_ids(self, split: str) -> list[str]:
+        """The task ids of `split`; KeyError naming the known splits for an unknown one."""
+        raise NotImplementedError(f"{type(self).__name__}.split_ids")
+
+    def episode(self, task_id: str) -> Episode:
+        """A fresh episode of `task_id`; KeyError for an unknown task id."""
+        raise NotImplementedError(f"{type(self).__name__}.episode")
 
     def task_facts(self, task_id: str) -> dict[str, Any]:
         """Per-task columns for the results table (scenario_id, null_success, …)."""
-        ...
+        return {"scenario_id": "", "null_success": self.null_success(task_id)}
 
-    # Optional: oracle_credit(task_id, [(messages, agent turn indices)], successes) -> {"summary",
-    # "steps"}: credit from the benchmark's own ground truth (the `oracle` credit provider). A
-    # benchmark without per-step ground truth (AppWorld) leaves it out.
+    def null_success(self, task_id: str) -> bool | None:
+        """Does the do-nothing agent succeed on `task_id`? None for a benchmark without a floor."""
+        return None
 
     def manifest(self) -> dict[str, Any]:
         """Data version facts for the run manifest (hashes, which tool descriptions)."""
-        ...
+        return {}
 
+    @classmethod
+    def summary_metrics(cls, rows: list[dict[str, Any]]) -> list[SummaryMetric]:
+        """The benchmark's own metrics over a run's result rows (none by default). ValueError when
+        they cannot be computed from these rows (the summary then says why)."""
+        return []
 
-class Tau3Airline:
-    name = "tau3-airline"
-    # upstream τ² (tau2-bench run defaults): 200 messages, 10 tool errors, the provider's reply limit
-    protocol = EvalProtocol(max_steps=200, max_errors=10, max_tokens=None, user=True)
-    has_user = protocol.user
+    def scripted_messages(self, task_id: str) -> list[Message]:
+        """The ideal conversation, opening messages included (when has_scripted)."""
+        raise ValueError(f"benchmark {self.name!r} has no scripted solutions")
 
-    def __init__(self, opening_line: str | None = None, data_dir: str | None = None):
-        from harness.airline.domain import OPENING_LINE, load_domain
-
-        self.domain = load_domain(data_dir)
-        self.opening_line = OPENING_LINE if opening_line is None else opening_line
-
-    def split_ids(self, split: str) -> list[str]:
-        return [t.id for t in self.domain.split(split)]
-
-    def episode(self, task_id: str) -> Episode:
-        from harness.airline.episode import AirlineEpisode
-
-        return AirlineEpisode(self.domain, self.domain.task(task_id), self.opening_line)
-
-    def task_facts(self, task_id: str) -> dict[str, Any]:
-        from harness.airline.evaluator import gold_state
-        from harness.floors import null_successes
-
-        task = self.domain.task(task_id)
-        return {
-            "scenario_id": "",
-            "null_success": null_successes(self.name, [task_id], self.domain.data_dir)[task_id],
-            "write_required": bool(gold_state(self.domain, task).state.touched()),
-        }
-
-    def oracle_credit(self, task_id: str, trajectories: list[tuple[list[Any], list[int]]],
+    def oracle_credit(self, task_id: str, trajectories: list[tuple[list[Message], list[int]]],
                       successes: list[bool]) -> dict[str, Any]:  # fmt: skip
-        """Credit from the task's gold actions (harness/airline/oracle.py), for the `oracle` provider."""
-        from harness.airline.oracle import oracle_credit
+        """Credit {"summary", "steps"} from the benchmark's ground truth (when has_oracle)."""
+        raise ValueError(f"benchmark {self.name!r} has no ground truth to build oracle credit from")
 
-        return oracle_credit(self.domain, task_id, trajectories, successes)
-
-    def manifest(self) -> dict[str, Any]:
-        from harness.data import TAU3_AIRLINE
-
-        return {"data_dir": str(self.domain.data_dir), "data_hashes": self.domain.file_hashes(),
-                "data_version": f"{TAU3_AIRLINE.upstream_repo}@{TAU3_AIRLINE.upstream_commit}",
-                "tool_descriptions": self.domain.tool_descriptions, "opening_line": self.opening_line}  # fmt: skip
+    def close(self) -> None:
+        """Release what the benchmark started (servers); nothing by default."""
 
 
-def _toy(**kwargs: Any) -> Benchmark:
-    from harness.toy.benchmark import Toy
-
-    return Toy(**kwargs)
-
-
-def _appworld(**kwargs: Any) -> Benchmark:
-    from harness.appworld.benchmark import AppWorld
-
-    return AppWorld(**kwargs)
-
-
-_toy.target = "harness.toy.benchmark:Toy"  # type: ignore[attr-defined]
-_appworld.target = "harness.appworld.benchmark:AppWorld"  # type: ignore[attr-defined]
-
-
-_REGISTRY: dict[str, Callable[..., Benchmark]] = {"tau3-airline": Tau3Airline, "toy": _toy, "appworld": _appworld}
+_REGISTRY: dict[str, type[Benchmark]] = {}
 _CACHE: dict[tuple[str, tuple], Benchmark] = {}
+_discovered = False
 
 
-def _factory(name: str) -> Any:
-    """The class (or factory) registered as `name`, its lazy target imported; no instance built."""
-    import importlib
+def register(cls: B) -> B:
+    """Class decorator: make `cls` a registered benchmark under `cls.name`."""
+    missing = [a for a in ("name", "protocol") if not hasattr(cls, a)]
+    if missing:
+        raise TypeError(f"benchmark class {cls.__name__} declares no {' or '.join(missing)}")
+    if not isinstance(cls.protocol, EvalProtocol):
+        raise TypeError(f"{cls.__name__}.protocol must be an EvalProtocol(max_steps=..., max_errors=..., "
+                        "max_tokens=..., user=...)")  # fmt: skip
+    other = _REGISTRY.get(cls.name)
+    if other is not None and other.__qualname__ != cls.__qualname__:
+        raise TypeError(f"two benchmarks named {cls.name!r}: {other.__module__}.{other.__qualname__} and "
+                        f"{cls.__module__}.{cls.__qualname__}")  # fmt: skip
+    _REGISTRY[cls.name] = cls
+    return cls
 
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(_REGISTRY))}")
-    factory: Any = _REGISTRY[name]
-    if target := getattr(factory, "target", None):
-        module, attr = target.split(":")
-        factory = getattr(importlib.import_module(module), attr)
-    return factory
+
+def discover() -> dict[str, type[Benchmark]]:
+    """Every registered benchmark, by name: the `harness.*.benchmark` modules and the entry points."""
+    global _discovered
+    if not _discovered:
+        import harness
+
+        for mod in pkgutil.iter_modules(harness.__path__):
+            if mod.ispkg and importlib.util.find_spec(f"harness.{mod.name}.benchmark") is not None:
+                importlib.import_module(f"harness.{mod.name}.benchmark")
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                ep.load()
+            except Exception as e:
+                raise ImportError(f"the benchmark entry point {ep.name} = {ep.value!r} ({ENTRY_POINT_GROUP}) "
+                                  f"failed to load: {type(e).__name__}: {e}") from e  # fmt: skip
+        _discovered = True
+    return dict(_REGISTRY)
+
+
+def benchmark_class(name: str) -> type[Benchmark]:
+    """The class registered as `name` (KeyError naming the known ones); no instance is built."""
+    known = discover()
+    if name not in known:
+        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(known))}")
+    return known[name]
 
 
 def benchmark_protocol(name: str) -> EvalProtocol:
-    """Benchmark `name`'s own protocol (its class attribute `protocol`), without building it."""
-    registered = _REGISTRY.get(name)
-    proto = getattr(registered, "protocol", None) or getattr(_factory(name), "protocol", None)
-    if not isinstance(proto, EvalProtocol):
-        raise KeyError(f"benchmark {name!r} declares no protocol; give its class a "
-                       "`protocol = EvalProtocol(max_steps=..., max_errors=..., max_tokens=..., user=...)`")  # fmt: skip
-    return proto
+    """Benchmark `name`'s own protocol, without building it."""
+    return benchmark_class(name).protocol
 
 
 def resolve_protocol(name: str, max_steps: int | None = None, max_errors: int | None = None,
@@ -171,21 +208,30 @@ def resolve_protocol(name: str, max_steps: int | None = None, max_errors: int | 
     return ResolvedProtocol(used, default, overridden)
 
 
-def benchmark_params(name: str) -> list[str] | None:
-    """The keyword arguments benchmark `name` takes (its -B keys); None if it takes any."""
-    import inspect
-
-    factory = _factory(name)
-    params = inspect.signature(factory).parameters.values()
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return None
+def benchmark_params(name: str) -> list[str]:
+    """The keyword arguments benchmark `name` takes (its -B / -T keys)."""
+    params = inspect.signature(benchmark_class(name)).parameters.values()
     return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
+def check_args(name: str, args: dict[str, Any], flag: str = "-B") -> None:
+    """ValueError naming the unknown keys of `args` for benchmark `name`."""
+    known = benchmark_params(name)
+    unknown = sorted(set(args) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {flag} key(s) for {name}: {', '.join(unknown)}; "
+                         f"known: {', '.join(known) or 'none'}")  # fmt: skip
+
+
 def get_benchmark(name: str, **kwargs: Any) -> Benchmark:
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(_REGISTRY))}")
+    """The benchmark `name` built with `kwargs` (one instance per name and arguments)."""
+    cls = benchmark_class(name)
     key = (name, tuple(sorted(kwargs.items())))
     if key not in _CACHE:
-        _CACHE[key] = _REGISTRY[name](**kwargs)
+        _CACHE[key] = cls(**kwargs)
     return _CACHE[key]
+
+
+def each_benchmark(fn: Callable[[type[Benchmark]], Any]) -> dict[str, Any]:
+    """fn over every registered benchmark class, by name (listings, the inspect tasks)."""
+    return {name: fn(cls) for name, cls in sorted(discover().items())}

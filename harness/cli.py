@@ -11,7 +11,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from harness.data import DATASETS, DataError
+from harness.data import DataError
 
 console = Console(stderr=True)
 
@@ -33,13 +33,14 @@ def data() -> None:
 
 
 @data.command("pull")
-@click.argument("dataset", type=click.Choice(sorted(DATASETS)))
+@click.argument("dataset")
 @click.option("--from", "source", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Copy from a local directory instead of downloading from upstream.")
 @click.option("--dest", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Target directory (default: $SGCD_DATA_DIR/DATASET or the user cache).")
 def data_pull(dataset: str, source: Path | None, dest: Path | None) -> None:
-    """Put DATASET's files in the data directory, checking every sha256."""
+    """Put DATASET's files in the data directory, checking every sha256 (DATASET: the data a
+    benchmark needs, e.g. its name; `sgcd-bench benchmarks` lists them)."""
     from harness.data import dataset_dir, pull
 
     target = dest or dataset_dir(dataset)
@@ -53,7 +54,7 @@ def data_pull(dataset: str, source: Path | None, dest: Path | None) -> None:
 
 
 @data.command("verify")
-@click.argument("dataset", type=click.Choice(sorted(DATASETS)))
+@click.argument("dataset")
 def data_verify(dataset: str) -> None:
     """Check that DATASET is present and intact."""
     from harness.data import dataset_dir, verify
@@ -65,28 +66,9 @@ def data_verify(dataset: str) -> None:
     console.print(f"{dataset}: {len(hashes)} files intact in {dataset_dir(dataset)}")
 
 
-@main.command("score")
-@click.argument("benchmark", type=click.Choice(["tau3-airline"]))
-@click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--output", "output_path", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--data-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
-def score_cmd(benchmark: str, input_path: Path, output_path: Path, data_dir: Path | None) -> None:
-    """Score saved trajectories (JSONL) with the official rules; one output line per input line."""
-    from harness.airline.score_file import score_file
-
-    try:
-        counts = score_file(input_path, output_path, data_dir=data_dir)
-    except (DataError, ValueError) as e:
-        raise click.ClickException(str(e)) from e
-    console.print(
-        f"scored {counts['scored']} trajectories ({counts['success']} successes), "
-        f"{counts['errors']} malformed lines -> {output_path}"
-    )
-
-
 @main.command("eval")
-@click.option("--benchmark", default="tau3-airline", show_default=True)
-@click.option("--split", default="test", show_default=True)
+@click.option("--benchmark", required=True, help="A registered benchmark (`sgcd-bench benchmarks` lists them).")
+@click.option("--split", default=None, help="Default: the benchmark's own (`sgcd-bench benchmarks`).")
 @click.option("--model", required=True, help="local/PATH, local/smollm2, vllm/NAME, openai-api/SERVICE/NAME, …")
 @click.option("--user-model", default=None, help="The simulated user's model (default: the agent's model).")
 @click.option("--seeds", default=1, show_default=True, type=int, help="Eval seeds (inspect epochs), one seed each.")
@@ -102,7 +84,7 @@ def score_cmd(benchmark: str, input_path: Path, output_path: Path, data_dir: Pat
 @click.option("--max-samples", default=None, type=int, help="Episodes run concurrently.")
 @click.option("-M", "--model-arg", "model_args", multiple=True, help="KEY=VALUE for the model provider.")
 @click.option("-B", "--benchmark-arg", "benchmark_args", multiple=True,
-              help="KEY=VALUE for the benchmark (appworld: servers=2; toy: levels=0,1).")
+              help="KEY=VALUE for the benchmark: its options (`sgcd-bench benchmarks` lists them).")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--display", default=None, help="inspect display: full, rich, plain, none.")
 @click.option("--force", is_flag=True, help="Delete a previous run's results in --out and start over.")
@@ -118,11 +100,16 @@ def eval_cmd(benchmark, split, model, user_model, seeds, base_seed, temperature,
     Re-running into the same --out resumes (and runs again the episodes that ended in an
     infrastructure error); a different configuration there is refused unless --force. Exits
     non-zero when some task x seed has no row."""
+    from harness.benchmarks import benchmark_class
     from harness.eval_run import EvalConfig, EvalConfigError, run_eval
     from harness.summary import summary_markdown
 
     margs = _key_values("-M/--model-arg", model_args)
     bargs = {k: int(v) if v.isdigit() else v for k, v in _key_values("-B/--benchmark-arg", benchmark_args).items()}
+    try:
+        split = split or benchmark_class(benchmark).default_split
+    except KeyError as e:
+        raise click.ClickException(str(e.args[0])) from e
     cfg = EvalConfig(benchmark=benchmark, split=split, model=model, user_model=user_model, seeds=seeds,
                      base_seed=base_seed, temperature=temperature, limit=limit, max_steps=max_steps,
                      max_errors=max_errors, max_tokens=max_tokens, pass_k=list(pass_k),
@@ -164,9 +151,26 @@ def _key_values(flag: str, items: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+@main.command("benchmarks")
+def benchmarks_cmd() -> None:
+    """List the registered benchmarks and what each declares (harness/benchmarks.py)."""
+    from harness.benchmarks import benchmark_params, discover
+
+    for name, cls in sorted(discover().items()):
+        p = cls.protocol
+        caps = [c for c, on in (("scripted solutions", cls.has_scripted), ("oracle credit", cls.has_oracle)) if on]
+        click.echo(f"{name}  (default split: {cls.default_split}; {cls.__module__}.{cls.__qualname__})")
+        click.echo(f"  protocol:   {p.max_steps} messages, {p.max_errors} tool errors, "
+                   f"{p.max_tokens or 'the provider limit of'} tokens per reply, {'a' if p.user else 'no'} simulated user")  # fmt: skip
+        click.echo(f"  components: {', '.join(cls.components) or '-'}; null-agent floor: {'yes' if cls.has_floor else 'no'}")
+        click.echo(f"  options:    {', '.join(benchmark_params(name)) or '-'} (-B KEY=VALUE)")
+        click.echo(f"  data:       {cls.data.name if cls.data else 'its own (see its module)'}; "
+                   f"also: {', '.join(caps) or '-'}")  # fmt: skip
+
+
 @main.command("train")
 @click.option("--algo", default=None, help="grpo | sdpo | sgcd | sft (default: the config's, else grpo).")
-@click.option("--benchmark", default=None, help="toy | tau3-airline | appworld (default: the config's, else toy).")
+@click.option("--benchmark", default=None, help="A registered benchmark (default: the config's).")
 @click.option("--model", default=None, help="local/PATH or local/smollm2: the checkpoint to start from.")
 @click.option("--config", "config_path", default=None, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="TOML file overriding any TrainConfig key; [algo] holds the algorithm's keys.")
@@ -284,25 +288,22 @@ def experiment_cmd(config_path: Path, out_dir: Path | None, force: bool, process
         click.echo(f"report: {report}")
 
 
-@main.command("demo")
-@click.option("--data-dir", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
-def demo_cmd(data_dir: Path | None) -> None:
-    """Score gold and do-nothing trajectories on every τ³-airline task; print pass@1 by split."""
-    from harness.airline.demo import run_demo
-
-    try:
-        run_demo(data_dir)
-    except DataError as e:
-        raise click.ClickException(str(e)) from e
-
-
 def _register_commands() -> None:
-    from harness.appworld.cli import appworld
+    """The reports' commands, and each benchmark package's own (`harness/<package>/cli.py`, its
+    COMMANDS: e.g. τ³-airline's `score` and `demo`, AppWorld's `appworld` group)."""
+    import importlib
+    import importlib.util
+    import pkgutil
+
+    import harness
     from reports.cli import compare, report
 
     main.add_command(compare)
     main.add_command(report)
-    main.add_command(appworld)
+    for mod in pkgutil.iter_modules(harness.__path__):
+        if mod.ispkg and importlib.util.find_spec(f"harness.{mod.name}.cli") is not None:
+            for command in importlib.import_module(f"harness.{mod.name}.cli").COMMANDS:
+                main.add_command(command)
 
 
 _register_commands()

@@ -28,8 +28,6 @@ from typing import Any
 from harness.metrics import check_pass_k
 from harness.provenance import generation_columns
 
-COMPONENT_COLUMNS = {"tau3-airline": ["db_match", "communicate_ok"], "appworld": ["tests_passed"],
-                     "toy": ["lookups_ok", "submitted", "answer_ok"]}  # fmt: skip
 BASE_COLUMNS = [
     "model", "user_model", "benchmark", "split", "task_id", "scenario_id", "epoch", "seed", "temperature",
     "reward", "success", "end_reason", "infra_error",
@@ -66,6 +64,12 @@ class EvalConfig:
         from harness.benchmarks import get_benchmark
 
         return get_benchmark(self.benchmark, **self.benchmark_args)
+
+    def bench_class(self):
+        """The benchmark's class: its declarations (components, summary metrics, …), unbuilt."""
+        from harness.benchmarks import benchmark_class
+
+        return benchmark_class(self.benchmark)
 
     def protocol(self):
         """The benchmark's protocol with this run's explicit limits in place (ResolvedProtocol)."""
@@ -133,16 +137,14 @@ def check_local_model(flag: str, model: str) -> None:
 
 def load_benchmark(cfg: EvalConfig):
     """The benchmark, with a clear error for an unknown benchmark or unknown -B keys."""
-    from harness.benchmarks import benchmark_params
+    from harness.benchmarks import check_args
 
     try:
-        known = benchmark_params(cfg.benchmark)
+        check_args(cfg.benchmark, cfg.benchmark_args)
     except KeyError as e:
         raise EvalConfigError(str(e.args[0])) from e
-    unknown = sorted(set(cfg.benchmark_args) - set(known)) if known is not None else []
-    if unknown:
-        raise EvalConfigError(f"unknown -B key(s) for {cfg.benchmark}: {', '.join(unknown)}; "
-                              f"known: {', '.join(known) or 'none'}")  # fmt: skip
+    except ValueError as e:
+        raise EvalConfigError(str(e)) from e
     bench = cfg.bench()
     try:
         ids = _task_ids(cfg)
@@ -282,6 +284,7 @@ def write_manifest(out_dir: Path, cfg: EvalConfig, extra: dict[str, Any]) -> dic
         "max_errors": protocol.protocol.max_errors,
         "max_tokens": protocol.protocol.max_tokens,
         "protocol": protocol.to_dict(),  # the values used, which were overridden, the benchmark's own
+        "components": list(cfg.bench_class().components),  # the reward-component columns of the rows
         "task_ids": _task_ids(cfg),
         "config": asdict(cfg),
         "run_identity": run_identity(cfg),
@@ -413,7 +416,7 @@ def run_eval(cfg: EvalConfig, out_dir: Path, display: str | None = None,
                                   "logs": [str(lg.location) for lg in logs]})  # fmt: skip
     from harness.summary import summarize
 
-    summary = summarize(rows, cfg.pass_k or list(range(1, cfg.seeds + 1)))
+    summary = summarize(rows, cfg.pass_k or list(range(1, cfg.seeds + 1)), cfg.bench_class().summary_metrics)
     summary["missing"] = missing
     return summary
 
@@ -529,7 +532,7 @@ def tidy_row(meta: dict[str, Any], cfg: EvalConfig) -> dict[str, Any]:
         "end_reason": meta["end_reason"],
         "infra_error": bool(meta["infra_error"]),
     }
-    for comp in COMPONENT_COLUMNS.get(cfg.benchmark, sorted(meta.get("components", {}))):
+    for comp in cfg.bench_class().components or sorted(meta.get("components", {})):
         row[comp] = meta.get("components", {}).get(comp)
     for col in TAIL_COLUMNS:
         row[col] = meta.get(col)
@@ -544,7 +547,7 @@ def tidy_row(meta: dict[str, Any], cfg: EvalConfig) -> dict[str, Any]:
 
 
 def result_columns(cfg: EvalConfig) -> list[str]:
-    return [*BASE_COLUMNS, *COMPONENT_COLUMNS.get(cfg.benchmark, []), *TAIL_COLUMNS, *PROTOCOL_COLUMNS,
+    return [*BASE_COLUMNS, *cfg.bench_class().components, *TAIL_COLUMNS, *PROTOCOL_COLUMNS,
             *GENERATION_COLUMNS, "failed_checks", "null_success", "write_required"]  # fmt: skip
 
 

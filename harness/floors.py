@@ -1,7 +1,7 @@
 """Null-agent floors: what an agent that does nothing scores, computed from the benchmark's data.
 
-τ³-airline: a do-nothing trajectory (greeting, the user leaves) scored by the official rules;
-23 of 50 tasks pass it. Each benchmark's `task_facts` gives a task's `null_success`; eval writes
+A benchmark that declares a floor (`has_floor`) says per task whether the do-nothing agent
+passes it (`null_success`; τ³-airline: 23 of 50 tasks). Its `task_facts` carry it; eval writes
 it into every result row; `null_floor` (the one floor function) averages it over tasks for the
 inspect metric, summary.md and the reports (which read the rows eval wrote).
 """
@@ -13,20 +13,19 @@ from pathlib import Path
 
 
 def null_successes(benchmark: str, task_ids: Iterable[str], data_dir: Path | None = None) -> dict[str, bool]:
-    """Per task: does the do-nothing agent succeed? Raises KeyError for a benchmark without a floor."""
-    if benchmark == "tau3-airline":
-        from harness.airline.domain import load_domain
-        from harness.airline.evaluator import score
-        from harness.airline.trajectories import null_trajectory
+    """Per task: does the do-nothing agent succeed (the benchmark's `null_success`)? KeyError for
+    a benchmark that declares no floor. `data_dir`: the benchmark's data, for one that takes it."""
+    from harness.benchmarks import benchmark_class, benchmark_params, get_benchmark
 
-        domain = load_domain(data_dir)
-        out = {}
-        for tid in task_ids:
-            task = domain.task(str(tid))
-            traj = null_trajectory(task)
-            out[str(tid)] = score(domain, task, traj.messages, traj.termination_reason).success
-        return out
-    raise KeyError(f"no null-agent floor is defined for benchmark {benchmark!r}")
+    try:
+        has_floor = benchmark_class(benchmark).has_floor
+    except KeyError:  # a results table of a benchmark this installation does not have
+        has_floor = False
+    if not has_floor:
+        raise KeyError(f"no null-agent floor is defined for benchmark {benchmark!r}")
+    args = {"data_dir": str(data_dir)} if data_dir is not None and "data_dir" in benchmark_params(benchmark) else {}
+    bench = get_benchmark(benchmark, **args)
+    return {str(t): bool(bench.null_success(str(t))) for t in task_ids}
 
 
 def null_floor(per_task: Mapping[str, bool | None]) -> float | None:

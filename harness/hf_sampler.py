@@ -140,9 +140,9 @@ class HFSampler:
         out: list[Completion | None] = [None] * len(requests)
         same: dict[tuple, list[int]] = {}
         for i, r in enumerate(requests):
-            same.setdefault((r.temperature, r.top_p, r.max_new_tokens, r.stop_ids), []).append(i)
+            same.setdefault((r.sampling.temperature, r.sampling.top_p, r.max_tokens, r.stop_ids), []).append(i)
         for rows in same.values():
-            batchable = [i for i in rows if self.max_context - len(requests[i].prompt_ids) >= requests[i].max_new_tokens
+            batchable = [i for i in rows if self.max_context - len(requests[i].prompt_ids) >= requests[i].max_tokens
                          and len(requests[i].prompt_ids) > 1]  # fmt: skip
             if len(batchable) > 1:
                 try:
@@ -175,16 +175,16 @@ class HFSampler:
         from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
 
         processors = LogitsProcessorList()
-        if r.temperature > 0:  # sampling = greedy decoding over Gumbel-perturbed, warped scores
-            processors.append(TemperatureLogitsWarper(r.temperature))
-            if r.top_p < 1.0:
-                processors.append(TopPLogitsWarper(r.top_p))
+        if r.sampling.temperature > 0:  # sampling = greedy decoding over Gumbel-perturbed, warped scores
+            processors.append(TemperatureLogitsWarper(r.sampling.temperature))
+            if r.sampling.top_p < 1.0:
+                processors.append(TopPLogitsWarper(r.sampling.top_p))
             processors.append(RowSeededGumbel(seeds))
         return self.model.generate(
             input_ids=ids,
             attention_mask=mask,
             **{CACHE_ARG: cache},
-            max_new_tokens=r.max_new_tokens,
+            max_new_tokens=r.max_tokens,
             do_sample=False,
             logits_processor=processors,
             eos_token_id=list(r.stop_ids or self.eos_ids),
@@ -306,7 +306,7 @@ def _seed(r: SampleRequest) -> int:
     """The row's stream: its own seed, else one drawn from torch's global generator."""
     import torch
 
-    return r.seed % 2**63 if r.seed is not None else int(torch.randint(0, 2**62, (1,)))
+    return r.sampling.seed % 2**63 if r.sampling.seed is not None else int(torch.randint(0, 2**62, (1,)))
 
 
 def _finish(completion: list[int], r: SampleRequest) -> Finish:

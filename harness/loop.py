@@ -97,7 +97,7 @@ async def _call(episode: Episode, method: str, *args: Any) -> Any:
     """Episodes that block on I/O (AppWorld's HTTP servers) run in a worker thread, so one
     episode waiting on its server never stalls the others sharing the event loop."""
     fn = getattr(episode, method)
-    if getattr(episode, "blocking", False):
+    if episode.blocking:
         return await asyncio.to_thread(fn, *args)
     return fn(*args)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.records import Message
+from harness.records import Message, Sampling
 from harness.sampler import Sampler, SampleRequest, SamplerOptions, open_sampler
 from harness.toolcalls import CHATML_TEMPLATE, end_ids, parse_reply, render_ids
 
@@ -159,8 +159,8 @@ class Policy:
                 outputs[i] = PolicyOutput(Message(role="assistant", content=None), "", list(p), [], [], status="model_length")
                 continue
             todo.append(i)
-            requests.append(SampleRequest(tuple(p), min(max_new_tokens, room), temperature, top_p, row_seed(seeds[i], p),
-                                          tuple(self.eos_ids)))  # fmt: skip
+            sampling = Sampling(temperature, top_p, min(max_new_tokens, room), row_seed(seeds[i], p))
+            requests.append(SampleRequest(tuple(p), sampling, tuple(self.eos_ids)))
         if requests:
             for i, r, c in zip(todo, requests, self.sampler.sample(requests), strict=True):
                 capped = c.finish == "max_tokens" and len(r.prompt_ids) + len(c.ids) >= self.max_context

@@ -46,7 +46,7 @@ def provenance(benchmark_manifest: dict[str, Any], model: str, user_model: str, 
                model_args: dict[str, Any] | None, git_commit: str | None, version: str | None) -> dict[str, Any]:  # fmt: skip
     """The facts a report header shows for one eval run."""
     data: dict[str, Any] = {}
-    for key in ("data_version", "data_hashes", "appworld_version", "fixture", "generator_version"):
+    for key in ("data_version", "data_hashes"):  # each benchmark's manifest says its data version
         if benchmark_manifest.get(key) is not None:
             data[key] = benchmark_manifest[key]
     return {
@@ -64,10 +64,6 @@ def _data_text(data: dict[str, Any]) -> str:
         parts.append(str(data["data_version"]))
     if isinstance(data.get("data_hashes"), dict):
         parts.append(", ".join(f"{k} {str(v)[:12]}" for k, v in sorted(data["data_hashes"].items()) if v))
-    if data.get("appworld_version"):
-        parts.append(f"appworld {data['appworld_version']}" + (" (test fixture data)" if data.get("fixture") else ""))
-    if data.get("generator_version"):
-        parts.append(f"generator {data['generator_version']}")
     return "; ".join(parts) or "not recorded"
 
 
@@ -76,7 +72,7 @@ def provenance_fields(manifest: dict[str, Any]) -> dict[str, str]:
     p = manifest.get("provenance")
     if not isinstance(p, dict):  # an older run: what its manifest holds
         packages = manifest.get("packages") or {}
-        data = {k: manifest[k] for k in ("data_hashes", "appworld_version", "fixture", "generator_version") if k in manifest}
+        data = {k: manifest[k] for k in ("data_version", "data_hashes") if k in manifest}
         p = {"data": data, "agent": {}, "user": {"model": manifest.get("user_model"), "temperature": manifest.get("temperature")},
              "project": {"version": packages.get("sgcd-bench"), "git_commit": manifest.get("git_commit")}}  # fmt: skip
     agent, user, project = p.get("agent") or {}, p.get("user") or {}, p.get("project") or {}

@@ -158,8 +158,9 @@ class Outcome:
 
 @dataclass
 class Sampling:
-    """How every model call of an episode samples: one record for evaluation (sent to inspect
-    models as their GenerateConfig) and training rollouts (the Policy's generate arguments).
+    """How a model call samples: the one record for evaluation (sent to inspect models as their
+    GenerateConfig), training rollouts (the Policy's generate arguments) and every row a sampler
+    continues (harness.sampler.SampleRequest carries one).
 
     max_tokens: tokens per reply (None: the model's own default); seed: the eval epoch's seed
     (rollouts derive one per turn from their own)."""
@@ -183,6 +184,9 @@ class Episode(Protocol):
     """One task instance with its own world state. Every benchmark implements this."""
 
     task_id: str
+    # True when reset/step/finish block on I/O (AppWorld's HTTP servers): the loop then runs them
+    # in a worker thread so other episodes keep going.
+    blocking: bool
 
     def reset(self) -> EpisodeStart:
         """Start (or restart) the episode on a fresh world state."""

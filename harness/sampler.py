@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from harness.records import Sampling
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "vllm", "hf")
@@ -32,15 +34,22 @@ Finish = Literal["stop", "max_tokens", "model_length"]
 
 @dataclass(frozen=True)
 class SampleRequest:
-    """One row to continue: its prompt ids and how to sample it. `seed` is the row's own random
-    stream (None: drawn at random); `stop_ids` end the row (the end token is kept)."""
+    """One row to continue: its prompt ids and how to sample it, as the one sampling record
+    every model call uses (harness.records.Sampling: temperature, top_p, max_tokens, and `seed`,
+    the row's own random stream, None: drawn at random); `stop_ids` end the row (the end token
+    is kept)."""
 
     prompt_ids: tuple[int, ...]
-    max_new_tokens: int
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
+    sampling: Sampling
     stop_ids: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.sampling.max_tokens is None or self.sampling.max_tokens < 1:
+            raise ValueError(f"a sample request needs max_tokens >= 1; got {self.sampling.max_tokens!r}")
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.sampling.max_tokens or 0)
 
 
 @dataclass

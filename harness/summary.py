@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+from harness.benchmarks import SummaryMetric
 from harness.floors import null_floor
 from harness.metrics import clustered_se, flip_rate, pass_hat_k_mean
 from harness.provenance import provenance_lines
 
 
-def summarize(rows: list[dict[str, Any]], pass_k: list[int]) -> dict[str, Any]:
+def summarize(rows: list[dict[str, Any]], pass_k: list[int],
+              metrics: Callable[[list[dict[str, Any]]], list[SummaryMetric]] | None = None) -> dict[str, Any]:  # fmt: skip
     """pass@1 is the mean over tasks of each task's mean reward over seeds; its standard error
     is harness.metrics.clustered_se over those task means, clustered by scenario where the rows
     have one (AppWorld), else by task (the SD of task means over √n_tasks), as in the reports.
-    Infra errors are left out and counted."""
+    Infra errors are left out and counted. `metrics`: the benchmark's own summary metrics
+    (Benchmark.summary_metrics; AppWorld's TGC and SGC), each as KEY_mean and KEY_sd."""
     scored = [r for r in rows if not r["infra_error"]]
     by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in scored:
@@ -53,14 +57,15 @@ def summarize(rows: list[dict[str, Any]], pass_k: list[int]) -> dict[str, Any]:
     floor = null_floor({t: rs[0].get("null_success") for t, rs in by_task.items()})
     if floor is not None:
         out["null_floor"] = floor
-    if any(r.get("scenario_id") for r in rows):  # AppWorld: TGC and SGC per seed, mean ± SD
-        from harness.appworld.metrics import metrics_by_seed
-
+    if metrics is not None:
         try:
-            m = metrics_by_seed(rows)
-            out.update(tgc_mean=m.tgc_mean, tgc_sd=m.tgc_sd, sgc_mean=m.sgc_mean, sgc_sd=m.sgc_sd)
+            own = metrics(rows)
         except ValueError as e:  # e.g. a seed whose every episode was an infrastructure error
-            out["tgc_sgc_note"] = f"TGC/SGC not computed: {e}"
+            out["metrics_note"] = f"the benchmark's own metrics were not computed: {e}"
+        else:
+            out["metrics"] = {m.key: m.label for m in own}
+            for m in own:
+                out[f"{m.key}_mean"], out[f"{m.key}_sd"] = m.mean, m.sd
     wr = [m for (t, rs), m in zip(by_task.items(), task_means, strict=True) if rs[0].get("write_required")]
     if wr:
         out["write_required_tasks"] = len(wr)
@@ -85,7 +90,7 @@ def summary_markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
     ]
     for key in sorted(k for k in summary if k.startswith("pass^")):
         lines.append(f"| {key} | {summary[key]:.3f} |")
-    for key, label in (("tgc", "TGC"), ("sgc", "SGC")):
+    for key, label in summary.get("metrics", {}).items():
         if f"{key}_mean" in summary:
             sd = summary[f"{key}_sd"]
             spread = "no SD (one seed)" if math.isnan(sd) else f"{sd:.1f}"
@@ -98,7 +103,7 @@ def summary_markdown(summary: dict[str, Any], manifest: dict[str, Any]) -> str:
         lines.append(f"| null-agent floor (same tasks) | {summary['null_floor']:.3f} |")
     if "write_required_pass@1" in summary:
         lines.append(f"| pass@1 on write-required tasks ({summary['write_required_tasks']}) | {summary['write_required_pass@1']:.3f} |")
-    for note in [summary.get("tgc_sgc_note"), *summary.get("notes", [])]:
+    for note in [summary.get("metrics_note"), *summary.get("notes", [])]:
         if note:
             lines.append(f"\n_{note}_")
     lines += ["", "| how episodes ended | count |", "|---|---|"]

@@ -1,6 +1,9 @@
-"""inspect-ai tasks: each benchmark as a `@task` whose solver is the conversation loop.
+"""inspect-ai tasks: one generic `@task` builds any registered benchmark (harness/benchmarks.py),
+and each benchmark is also a task of its own name; the solver is the conversation loop.
 
-`inspect eval harness/tasks.py@tau3_airline --model M` and `sgcd-bench eval` run the same task.
+`inspect eval harness/tasks.py@tau3_airline --model M` (or `harness/tasks.py@benchmark -T
+name=tau3-airline`) and `sgcd-bench eval --benchmark tau3-airline` run the same task, under the
+same protocol.
 The agent is the model under test (`--model`); the simulated user is the model in role `user`
 (`--model-role user=...`, defaulting to the agent's model). Each epoch is one eval seed: epoch e
 sends seed = base_seed + e - 1 to agent and user, and the score records both.
@@ -28,7 +31,7 @@ from inspect_ai.scorer import (
 )
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
-from harness.benchmarks import ResolvedProtocol, resolve_protocol
+from harness.benchmarks import ResolvedProtocol, discover, resolve_protocol
 from harness.floors import null_floor
 from harness.inspect_bridge import InspectAgent, InspectUser, guard_model, scrub, to_chat
 from harness.loop import LoopConfig, run_episode
@@ -130,7 +133,7 @@ def conversation(
     cfg = LoopConfig(max_steps=limits.max_steps, max_errors=limits.max_errors)
     # A benchmark with a fixed number of environment servers (AppWorld's pool) runs at most that
     # many episodes at once; more would hold worker threads waiting for a server (a deadlock).
-    limit = getattr(bench, "max_concurrent", None)
+    limit = bench.max_concurrent
     gates: dict[int, asyncio.Semaphore] = {}
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
@@ -177,22 +180,25 @@ def conversation(
 
 def benchmark_task(
     benchmark: str,
-    split: str,
-    seeds: int,
-    temperature: float,
-    seed: int,
-    max_steps: int | None,
-    max_errors: int | None,
-    max_tokens: int | None,
-    limit: int | None,
-    pass_k: list[int] | None,
+    split: str | None = None,
+    seeds: int = 1,
+    temperature: float = 0.0,
+    seed: int = 0,
+    max_steps: int | None = None,
+    max_errors: int | None = None,
+    max_tokens: int | None = None,
+    limit: int | None = None,
+    pass_k: list[int] | None = None,
     benchmark_args: dict[str, Any] | None = None,
 ) -> Task:
-    """The inspect Task of `benchmark`; a limit left None is the benchmark's own (its protocol)."""
-    from harness.benchmarks import get_benchmark
+    """The inspect Task of `benchmark`; a limit left None is the benchmark's own (its protocol),
+    a split left None its default split; `benchmark_args` are its options (unknown keys refused)."""
+    from harness.benchmarks import benchmark_class, check_args, get_benchmark
 
     pass_k = sorted(set(pass_k or range(1, seeds + 1)))
     check_pass_k(pass_k, seeds)
+    split = split or benchmark_class(benchmark).default_split
+    check_args(benchmark, benchmark_args or {}, "-T")
     protocol = resolve_protocol(benchmark, max_steps, max_errors, max_tokens)
     bench = get_benchmark(benchmark, **(benchmark_args or {}))
     ids = bench.split_ids(split)
@@ -207,15 +213,21 @@ def benchmark_task(
         solver=conversation(benchmark, temperature, seed, protocol, benchmark_args),
         scorer=outcome_scorer(),
         epochs=Epochs(seeds, ["mean", *[pass_hat(k) for k in pass_k]]),
-        name=benchmark.replace("-", "_"),
+        name=task_name(benchmark),
         metadata={"benchmark": benchmark, "split": split, "seeds": seeds, "base_seed": seed, "temperature": temperature,
                   **protocol.protocol.to_dict(), "protocol": protocol.to_dict()},  # fmt: skip
     )
 
 
+def task_name(benchmark: str) -> str:
+    """The inspect task name of a benchmark ("tau3-airline" -> "tau3_airline")."""
+    return benchmark.replace("-", "_")
+
+
 @task
-def tau3_airline(
-    split: str = "test",
+def benchmark(
+    name: str,
+    split: str | None = None,
     seeds: int = 1,
     temperature: float = 0.0,
     seed: int = 0,
@@ -224,51 +236,29 @@ def tau3_airline(
     max_tokens: int | None = None,
     limit: int | None = None,
     pass_k: list[int] | None = None,
-    opening_line: str | None = None,
+    **options: Any,
 ) -> Task:
-    """τ³-airline: the agent with the 14 tools and the policy; a simulated user; the official scorer.
-    Limits left out are the benchmark's protocol (upstream τ²: 200 messages, 10 tool errors)."""
-    args = {"opening_line": opening_line} if opening_line is not None else None
-    return benchmark_task("tau3-airline", split, seeds, temperature, seed, max_steps, max_errors, max_tokens,
-                          limit, pass_k, args)  # fmt: skip
+    """Any registered benchmark: `inspect eval harness/tasks.py@benchmark -T name=NAME`. Each
+    benchmark is also its own task (`harness/tasks.py@tau3_airline`, `@toy`, ...), the same one.
+    Limits left out are the benchmark's protocol; other -T keys are the benchmark's options."""
+    return benchmark_task(name, split, seeds, temperature, seed, max_steps, max_errors, max_tokens, limit, pass_k,
+                          options)  # fmt: skip
 
 
-@task
-def toy(
-    split: str = "test",
-    seeds: int = 1,
-    temperature: float = 0.0,
-    seed: int = 0,
-    max_steps: int | None = None,
-    max_errors: int | None = None,
-    max_tokens: int | None = None,
-    limit: int | None = None,
-    pass_k: list[int] | None = None,
-    levels: str | None = None,
-) -> Task:
-    """The embedded toy benchmark: look values up with a tool, submit the answer; no user.
-    Limits left out are the benchmark's protocol (12 messages, 3 tool errors, 64 tokens)."""
-    args = {"levels": levels} if levels is not None else None
-    return benchmark_task("toy", split, seeds, temperature, seed, max_steps, max_errors, max_tokens, limit,
-                          pass_k, args)  # fmt: skip
+def _named(name: str) -> Any:
+    """`benchmark` with the benchmark fixed: the task `harness/tasks.py@<task_name(name)>`."""
+
+    def make(split: str | None = None, seeds: int = 1, temperature: float = 0.0, seed: int = 0,
+             max_steps: int | None = None, max_errors: int | None = None, max_tokens: int | None = None,
+             limit: int | None = None, pass_k: list[int] | None = None, **options: Any) -> Task:  # fmt: skip
+        return benchmark_task(name, split, seeds, temperature, seed, max_steps, max_errors, max_tokens, limit,
+                              pass_k, options)  # fmt: skip
+
+    make.__name__ = make.__qualname__ = task_name(name)
+    make.__doc__ = f"The {name} benchmark (harness.tasks.benchmark with name={name!r})."
+    return task(name=task_name(name))(make)
 
 
-@task
-def appworld(
-    split: str = "dev",
-    seeds: int = 1,
-    temperature: float = 0.0,
-    seed: int = 0,
-    max_steps: int | None = None,
-    max_errors: int | None = None,
-    max_tokens: int | None = None,
-    limit: int | None = None,
-    pass_k: list[int] | None = None,
-    servers: int = 1,
-) -> Task:
-    """AppWorld: execute_code against an out-of-process world; TGC/SGC from AppWorld's tests.
-
-    Limits left out are the benchmark's protocol (100 messages ≈ 50 interactions, 50 malformed
-    calls, 2048 tokens). Run at most `servers` samples at once (`--max-samples`)."""
-    return benchmark_task("appworld", split, seeds, temperature, seed, max_steps, max_errors, max_tokens, limit,
-                          pass_k, {"servers": servers})  # fmt: skip
+# One task per registered benchmark, built from the registry (no benchmark is named here).
+for _cls in discover().values():
+    globals()[task_name(_cls.name)] = _named(_cls.name)

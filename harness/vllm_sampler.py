@@ -172,8 +172,8 @@ class VLLMSampler:
         from vllm import SamplingParams
 
         params = [
-            SamplingParams(max_tokens=r.max_new_tokens, temperature=r.temperature, top_p=r.top_p,
-                           seed=None if r.seed is None else r.seed % 2**63, stop_token_ids=list(r.stop_ids),
+            SamplingParams(max_tokens=r.max_tokens, temperature=r.sampling.temperature, top_p=r.sampling.top_p,
+                           seed=None if r.sampling.seed is None else r.sampling.seed % 2**63, stop_token_ids=list(r.stop_ids),
                            logprobs=0, detokenize=False, skip_special_tokens=False)  # fmt: skip
             for r in requests
         ]

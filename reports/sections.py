@@ -189,9 +189,17 @@ def changed_tasks(a: Run, b: Run) -> pd.DataFrame:
 
 
 def component_columns(run: Run) -> list[str]:
-    from harness.eval_run import COMPONENT_COLUMNS
+    """The reward-component columns eval recorded in the manifest, else the ones the benchmark
+    declares (harness.benchmarks), present in the table."""
+    declared = run.manifest.get("components")
+    if declared is None:
+        from harness.benchmarks import benchmark_class
 
-    return [c for c in COMPONENT_COLUMNS.get(run.benchmark, []) if c in run.df.columns]
+        try:
+            declared = benchmark_class(str(run.benchmark)).components
+        except KeyError:  # a results table of a benchmark this installation does not have
+            declared = []
+    return [c for c in declared if c in run.df.columns]
 
 
 def failures(run: Run) -> pd.DataFrame:

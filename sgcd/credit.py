@@ -314,21 +314,20 @@ class OracleUnavailable(ValueError):
 
 class OracleProvider(Provider):
     """Credit right by construction, from the benchmark's own ground truth (no LLM): the
-    benchmark's `oracle_credit(task_id, trajectories, successes)` (harness/toy/oracle.py,
-    harness/airline/oracle.py). Its answer is validated like any provider's."""
+    benchmark's `oracle_credit(task_id, trajectories, successes)` where it declares one
+    (`has_oracle`). Its answer is validated like any provider's."""
 
     name = "oracle"
     uses_ground_truth = True
 
     def __init__(self, bench: Any):
-        bench_name = getattr(bench, "name", None)
         if bench is None:
             raise OracleUnavailable("the oracle credit provider needs the benchmark the run trains on; none was given")
-        if not callable(getattr(bench, "oracle_credit", None)):
+        if not bench.has_oracle:
             raise OracleUnavailable(
-                f"oracle credit is unavailable for benchmark {bench_name!r}: its ground truth gives no per-step "
-                "evidence to credit agent turns with (AppWorld's is a test suite over the final state). Oracle credit "
-                "exists for toy (the scripted solution) and tau3-airline (the gold actions); for this benchmark use "
+                f"oracle credit is unavailable for benchmark {bench.name!r}: its ground truth gives no per-step "
+                "evidence to credit agent turns with (it declares no oracle credit, e.g. a test suite over the "
+                "final state). `sgcd-bench benchmarks` lists the benchmarks that have it; for this benchmark use "
                 "provider = 'openai', 'local/PATH' or 'guided/PATH'."
             )
         self.bench = bench

@@ -84,7 +84,7 @@ def run_episodes(bench: Any, runs: list[tuple[str, int]], policy: Policy, sampli
 
         return run
 
-    return run_batched([job(t, s) for t, s in runs], getattr(bench, "max_concurrent", None))
+    return run_batched([job(t, s) for t, s in runs], bench.max_concurrent)
 
 
 @dataclass

@@ -277,6 +277,7 @@ class _TalkEpisode:
     """A minimal episode with a user whose spec keeps the default agent stop token."""
 
     task_id = "talk"
+    blocking = False
 
     def reset(self) -> EpisodeStart:
         return EpisodeStart("sys", [], [], UserSpec("user sys", ("###STOP###",)))

@@ -7,8 +7,9 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
+from harness.airline.data import TAU3_AIRLINE
 from harness.cli import main
-from harness.data import TAU3_AIRLINE, DataError, pull, verify
+from harness.data import DataError, pull, verify
 
 
 @pytest.fixture()

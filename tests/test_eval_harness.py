@@ -61,7 +61,7 @@ def test_refuses_repeated_greedy_seeds_with_local_models_and_k_above_seeds():
 def test_tiny_local_model_end_to_end(tiny_model_dir, tmp_path):
     """A random tiny checkpoint through `local/PATH` on 2 tasks: episodes end, rows are written."""
     result = CliRunner().invoke(main, [
-        "eval", "--model", f"local/{tiny_model_dir}", "--split", "test", "--limit", "2", "--seeds", "2",
+        "eval", "--benchmark", "tau3-airline", "--model", f"local/{tiny_model_dir}", "--split", "test", "--limit", "2", "--seeds", "2",
         "--temperature", "1.0", "--max-steps", "6", "--max-tokens", "12", "--out", str(tmp_path / "run"),
         "--display", "none",
     ])  # fmt: skip
@@ -89,7 +89,7 @@ def test_resume_after_kill_loses_nothing(domain, tmp_path):
     out = tmp_path / "run"
     with ScriptedServer(domain, delay=0.05) as srv:
         env = dict(os.environ, SCRIPTED_BASE_URL=srv.base_url, SCRIPTED_API_KEY="k")
-        cmd = [str(Path(sys.executable).parent / "sgcd-bench"), "eval", "--model", "openai-api/scripted/gold",
+        cmd = [str(Path(sys.executable).parent / "sgcd-bench"), "eval", "--benchmark", "tau3-airline", "--model", "openai-api/scripted/gold",
                "--limit", "5", "--max-samples", "1", "--out", str(out), "--display", "none"]  # fmt: skip
         proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
@@ -126,7 +126,7 @@ def test_a_dead_model_server_is_recorded_as_infra_error(monkeypatch, tmp_path):
 def test_context_overflow_ends_the_episode(tiny_model_dir, tmp_path):
     """A prompt longer than the model's context ends the episode with context_overflow."""
     result = CliRunner().invoke(main, [
-        "eval", "--model", f"local/{tiny_model_dir}", "--limit", "1", "--max-steps", "6", "--max-tokens", "8",
+        "eval", "--benchmark", "tau3-airline", "--model", f"local/{tiny_model_dir}", "--limit", "1", "--max-steps", "6", "--max-tokens", "8",
         "-M", "max_context=600", "--out", str(tmp_path / "run"), "--display", "none",
     ])  # fmt: skip
     assert result.exit_code == 0, result.output

@@ -22,7 +22,7 @@ TASKS = ["2", "6", "8"]
 
 
 def _eval(out: Path, *extra: str, model: str = "openai-api/scripted/gold", limit: int = 3):
-    args = ["eval", "--model", model, "--limit", str(limit), "--out", str(out), "--display", "none", *extra]
+    args = ["eval", "--benchmark", "tau3-airline", "--model", model, "--limit", str(limit), "--out", str(out), "--display", "none", *extra]
     return CliRunner().invoke(main, args)
 
 
@@ -259,7 +259,7 @@ def test_secret_model_args_of_a_local_model_are_refused_without_echoing_them(tin
     stops the run before any log is written, naming the keys and never their values."""
     out = tmp_path / "run"
     result = CliRunner().invoke(main, [
-        "eval", "--model", f"local/{tiny_model_dir}", "--limit", "1", "--max-steps", "4", "--max-tokens", "4",
+        "eval", "--benchmark", "tau3-airline", "--model", f"local/{tiny_model_dir}", "--limit", "1", "--max-steps", "4", "--max-tokens", "4",
         "-M", "hf_token=hf-SECRET-222", "-M", "db_password=pw-SECRET-333", "-M", "batch=2",
         "--out", str(out), "--display", "none",
     ])  # fmt: skip

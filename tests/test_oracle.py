@@ -96,7 +96,9 @@ def test_toy_oracle_provider_builds_a_valid_reference_naming_the_solution():
 
 
 def test_oracle_is_refused_for_a_benchmark_without_per_step_ground_truth():
-    class NoTruth:
+    from harness.benchmarks import Benchmark
+
+    class NoTruth(Benchmark):  # declares no oracle credit (has_oracle False), like AppWorld
         name = "appworld"
 
     with pytest.raises(OracleUnavailable, match="unavailable for benchmark 'appworld'"):

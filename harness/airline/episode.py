@@ -19,6 +19,8 @@ from harness.records import (
 class AirlineEpisode:
     """Implements `harness.records.Episode` for one τ³-airline task."""
 
+    blocking = False  # in-process tools
+
     def __init__(self, domain: AirlineDomain, task: AirlineTask, opening_line: str = OPENING_LINE):
         self.domain = domain
         self.task = task

@@ -29,18 +29,22 @@ from harness.appworld.install import (
 )
 from harness.appworld.metrics import scenario_id
 from harness.appworld.pool import CONTAINMENT, PoolConfig, ServerPool
-from harness.benchmarks import EvalProtocol
+from harness.benchmarks import Benchmark, EvalProtocol, SummaryMetric, register
 from harness.records import Episode
 
 
-class AppWorld:
+@register
+class AppWorld(Benchmark):
     """The AppWorld benchmark over one data root; owns a lazily started `ServerPool`."""
+
+    name = "appworld"  # an instance over the test fixture names itself by its data (appworld-fixture)
 
     # max_steps caps messages (one agent turn plus its tool result per interaction, so 100
     # messages ≈ 50 interactions); model code errors are normal results, so max_errors counts
     # only malformed calls.
     protocol = EvalProtocol(max_steps=100, max_errors=50, max_tokens=2048, user=False)
-    has_user = protocol.user
+    components = ("tests_passed",)
+    default_split = "dev"
 
     def __init__(self, servers: int = 1, root: str | Path | None = None, keep_outputs: bool = False,
                  execution_timeout_s: int = 100, execution_grace_s: float = 30.0,
@@ -55,7 +59,7 @@ class AppWorld:
             raise AppWorldSetupError(
                 f"AppWorld data in {self.root} is not the released data: " + "; ".join(problems)
             )
-        self.name = self.data.benchmark
+        self.name = self.data.benchmark  # type: ignore[misc]
         self.pool_config = (
             pool.cfg
             if pool is not None
@@ -73,9 +77,17 @@ class AppWorld:
         self._lock = threading.Lock()
 
     @property
-    def max_concurrent(self) -> int:
+    def max_concurrent(self) -> int:  # type: ignore[override]
         """Episodes that can run at once: one per server of the pool."""
         return self.pool_config.size
+
+    @classmethod
+    def summary_metrics(cls, rows: list[dict[str, Any]]) -> list[SummaryMetric]:
+        """TGC and SGC per eval seed, mean ± SD over seeds (harness/appworld/metrics.py)."""
+        from harness.appworld.metrics import metrics_by_seed
+
+        m = metrics_by_seed(rows)
+        return [SummaryMetric("tgc", "TGC", m.tgc_mean, m.tgc_sd), SummaryMetric("sgc", "SGC", m.sgc_mean, m.sgc_sd)]
 
     @property
     def pool(self) -> ServerPool:
@@ -105,6 +117,7 @@ class AppWorld:
     def manifest(self) -> dict[str, Any]:
         return {
             "appworld_version": APPWORLD_VERSION,
+            "data_version": f"appworld {APPWORLD_VERSION}" + (" (test fixture data)" if self.data.fixture else ""),
             "appworld_venv": str(
                 venv_dir() if self.pool_config.venv is None else self.pool_config.venv
             ),

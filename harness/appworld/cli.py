@@ -110,3 +110,6 @@ def check_cmd(root: Path | None) -> None:
                   + ", ".join(f"{k} {len(v)}" for k, v in info.splits.items()))  # fmt: skip
     for problem in check_split_sizes(info):
         console.print(f"[yellow]warning[/] {problem}")
+
+
+COMMANDS = [appworld]

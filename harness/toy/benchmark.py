@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.benchmarks import EvalProtocol
+from harness.benchmarks import Benchmark, EvalProtocol, register
 from harness.records import EndReason, Message, ToolCall
 from harness.toy.episode import ToyEpisode
 from harness.toy.tasks import (
@@ -36,8 +36,9 @@ def parse_levels(levels: str | int | tuple[int, ...] | list[int] | None) -> tupl
     return out
 
 
-class Toy:
-    """Implements `harness.benchmarks.Benchmark` for the toy tasks (no simulated user).
+@register
+class Toy(Benchmark):
+    """The toy tasks (no simulated user): look values up with a tool, submit the answer.
 
     levels: restrict the splits to these difficulty levels (e.g. "1" for a first curriculum
     stage); any valid task id still starts an episode.
@@ -45,7 +46,11 @@ class Toy:
 
     name = "toy"
     protocol = EvalProtocol(max_steps=12, max_errors=3, max_tokens=64, user=False)
-    has_user = protocol.user
+    components = ("lookups_ok", "submitted", "answer_ok")
+    has_floor = True  # the agent that only stops
+    has_scripted = True
+    has_oracle = True
+    default_split = "test"
 
     def __init__(self, levels: str | int | tuple[int, ...] | None = None):
         self.levels = parse_levels(levels)
@@ -56,10 +61,12 @@ class Toy:
     def episode(self, task_id: str) -> ToyEpisode:
         return ToyEpisode(make_task(task_id))
 
-    def task_facts(self, task_id: str) -> dict[str, Any]:
+    def null_success(self, task_id: str) -> bool:
         ep = self.episode(task_id)
-        null = ep.finish(ep.reset().messages, EndReason.AGENT_STOP)  # the agent that only stops
-        return {"scenario_id": "", "level": parse_task_id(task_id)[0], "null_success": null.success}
+        return ep.finish(ep.reset().messages, EndReason.AGENT_STOP).success  # the agent that only stops
+
+    def task_facts(self, task_id: str) -> dict[str, Any]:
+        return {"scenario_id": "", "level": parse_task_id(task_id)[0], "null_success": self.null_success(task_id)}
 
     def scripted_messages(self, task_id: str) -> list[Message]:
         """The ideal conversation (for the supervised warm start)."""
@@ -75,6 +82,7 @@ class Toy:
     def manifest(self) -> dict[str, Any]:
         return {
             "generator_version": GENERATOR_VERSION,
+            "data_version": f"generator {GENERATOR_VERSION}",
             "levels": list(self.levels),
             "split_sizes": {s: len(self.split_ids(s)) for s in SPLITS},
             "split_indices": {s: f"{r.start}..{r.stop - 1}" for s, r in SPLITS.items()},

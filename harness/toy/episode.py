@@ -77,6 +77,8 @@ class ToyWorld:
 class ToyEpisode:
     """Implements `harness.records.Episode` for one toy task (no simulated user)."""
 
+    blocking = False  # in-process tools
+
     def __init__(self, task: ToyTask):
         self.task = task
         self.task_id = task.id
