@@ -27,7 +27,6 @@ import importlib
 import importlib.util
 import inspect
 import pkgutil
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -230,8 +229,3 @@ def get_benchmark(name: str, **kwargs: Any) -> Benchmark:
     if key not in _CACHE:
         _CACHE[key] = cls(**kwargs)
     return _CACHE[key]
-
-
-def each_benchmark(fn: Callable[[type[Benchmark]], Any]) -> dict[str, Any]:
-    """fn over every registered benchmark class, by name (listings, the inspect tasks)."""
-    return {name: fn(cls) for name, cls in sorted(discover().items())}

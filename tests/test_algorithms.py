@@ -176,3 +176,32 @@ def test_weigh_applies_the_one_weighting():
     batch.counts = False
     loss, parts = algorithms.weigh([Term(mean, "token-mean"), Term(total, 3.0, metric="b")], batch, rows)
     assert float(loss.detach()) == 0.0 and parts == {"b": 0.0}
+
+
+def test_the_readme_algorithm_is_found_and_its_loss_is_weighted_once(registry, tmp_path, monkeypatch):
+    """README "Add an algorithm": the module shown there, dropped into baselines/, is found by
+    name; its token-mean term is weighted by the micro-batch's share of the update's tokens."""
+    import re
+    from pathlib import Path
+
+    import baselines
+    from sgcd.tokens import Segment, collate
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Add an algorithm", 1)[1].split("\n## ", 1)[0]
+    (tmp_path / "reinforce_readme.py").write_text(re.search(r"```python\n(.*?)```", section, re.S).group(1))
+    monkeypatch.setattr(baselines, "__path__", [*baselines.__path__, str(tmp_path)])
+    cls = get_algorithm("reinforce")
+    assert cls.__module__ == "baselines.reinforce_readme"
+    segs = [Segment(ids=[1, 2, 3, 4], mask=[0, 1, 1, 1], traj=0), Segment(ids=[1, 2], mask=[0, 1], traj=1)]
+    batch = collate(segs, [0, 0], [1.0, 0.0], [True, False], 0)
+    batch.global_tokens, batch.global_rows = 4.0, 2.0
+    logp = torch.log(torch.tensor([[0.5, 0.5, 0.25, 0.25]]))
+    adv = torch.tensor([[0.0, 1.0, 1.0, -1.0]])
+    terms, _ = cls(cls.Config(), None).loss(batch, logp, logp, None, adv, torch.tensor([0]))
+    loss, parts = algorithms.weigh(terms, batch, torch.tensor([0]))
+    by_hand = -(torch.log(torch.tensor(0.5)) + torch.log(torch.tensor(0.25)) - torch.log(torch.tensor(0.25))) / 3
+    assert float(loss) == pytest.approx(float(by_hand) * 3 / 4)  # row 0 holds 3 of the update's 4 tokens
+    assert parts["pg"] == pytest.approx(float(loss))
+    for mod in ("baselines.reinforce_readme",):
+        sys.modules.pop(mod, None)

@@ -1,5 +1,6 @@
-"""SGCD: weight bounds and normalization, detached teacher, identical response tokens, the zero
-control equal to GRPO, provider fallbacks, and the credit cache."""
+"""SGCD's pure pieces by hand: credit weights (bounds, normalization over a trajectory's rows, the
+abs form, zero divergence) and parsing of the credit reference. The teacher pass, the zero
+control, provider fallbacks and the cache run on real rollouts in test_sgcd_integration.py."""
 
 from __future__ import annotations
 

@@ -72,14 +72,6 @@ def parse_message(raw: Any, where: str = "message") -> Message:
     )
 
 
-def parse_line(line: str) -> Trajectory:
-    try:
-        raw = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise TrajectoryError(f"not valid JSON: {e}") from e
-    return parse_record(raw)
-
-
 def parse_record(raw: Any) -> Trajectory:
     if not isinstance(raw, dict):
         raise TrajectoryError("a trajectory line must be a JSON object")
