@@ -224,35 +224,29 @@ def task_name(benchmark: str) -> str:
     return benchmark.replace("-", "_")
 
 
+# benchmark_task's own arguments; every other task argument is one of the benchmark's options
+LOOP_ARGS = ("split", "seeds", "temperature", "seed", "max_steps", "max_errors", "max_tokens", "limit", "pass_k")
+
+
+def _from_task_args(name: str, args: dict[str, Any]) -> Task:
+    options = {k: v for k, v in args.items() if k not in LOOP_ARGS}
+    return benchmark_task(name, **{k: v for k, v in args.items() if k in LOOP_ARGS}, benchmark_args=options)
+
+
 @task
-def benchmark(
-    name: str,
-    split: str | None = None,
-    seeds: int = 1,
-    temperature: float = 0.0,
-    seed: int = 0,
-    max_steps: int | None = None,
-    max_errors: int | None = None,
-    max_tokens: int | None = None,
-    limit: int | None = None,
-    pass_k: list[int] | None = None,
-    **options: Any,
-) -> Task:
+def benchmark(name: str, **args: Any) -> Task:
     """Any registered benchmark: `inspect eval harness/tasks.py@benchmark -T name=NAME`. Each
     benchmark is also its own task (`harness/tasks.py@tau3_airline`, `@toy`, ...), the same one.
-    Limits left out are the benchmark's protocol; other -T keys are the benchmark's options."""
-    return benchmark_task(name, split, seeds, temperature, seed, max_steps, max_errors, max_tokens, limit, pass_k,
-                          options)  # fmt: skip
+    -T keys: split, seeds, temperature, seed, max_steps, max_errors, max_tokens, limit, pass_k
+    (limits left out are the benchmark's protocol), and the benchmark's own options."""
+    return _from_task_args(name, args)
 
 
 def _named(name: str) -> Any:
     """`benchmark` with the benchmark fixed: the task `harness/tasks.py@<task_name(name)>`."""
 
-    def make(split: str | None = None, seeds: int = 1, temperature: float = 0.0, seed: int = 0,
-             max_steps: int | None = None, max_errors: int | None = None, max_tokens: int | None = None,
-             limit: int | None = None, pass_k: list[int] | None = None, **options: Any) -> Task:  # fmt: skip
-        return benchmark_task(name, split, seeds, temperature, seed, max_steps, max_errors, max_tokens, limit,
-                              pass_k, options)  # fmt: skip
+    def make(**args: Any) -> Task:
+        return _from_task_args(name, args)
 
     make.__name__ = make.__qualname__ = task_name(name)
     make.__doc__ = f"The {name} benchmark (harness.tasks.benchmark with name={name!r})."

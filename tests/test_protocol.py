@@ -43,6 +43,14 @@ def test_task_and_cli_defaults_come_from_the_benchmark():
             k: getattr(benchmark_protocol(name), k) for k in ("max_steps", "max_errors", "max_tokens")
         }
     assert toy(limit=1, max_errors=5).metadata["protocol"]["overridden"] == ["max_errors"]
+    import inspect
+
+    from harness.tasks import LOOP_ARGS  # the task arguments that are not the benchmark's options
+
+    assert LOOP_ARGS == tuple(p for p in inspect.signature(benchmark_task).parameters
+                              if p not in ("benchmark", "benchmark_args"))  # fmt: skip
+    with pytest.raises(ValueError, match="unknown -T key"):
+        toy(limit=1, max_step=5)  # a misspelt limit is refused, not taken for an option
     cfg = EvalConfig("toy", "test", "local/x")
     assert cfg.protocol().protocol == benchmark_protocol("toy")
 
