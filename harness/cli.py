@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ def main() -> None:
     # The project's own rich display is the one progress display: transformers' per-load
     # "Loading weights" / "Writing model shards" bars read this (at its import, which is lazy here).
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:  # already imported (e.g. by a plugin): its flag was read then
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
     # vLLM's own info and warning lines (its CPU build's missing Triton, LD_PRELOAD advice) are
     # not this run's; its errors still show.
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
