@@ -30,10 +30,12 @@ data: setup
 
 test: data
 	$(BIN)/ruff check harness sgcd baselines reports tests benchmarks
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: setup
 	$(BIN)/ruff check harness sgcd baselines reports tests benchmarks
+	$(BIN)/mypy
 
 # The demo (the main job): the embedded GRPO-vs-SGCD experiment (configs/demo.toml) on the toy
 # benchmark with SmolLM2 (dequantized Q4_1 GGUF) on the CPU: warm start, 2 methods x 2 training
@@ -54,4 +56,4 @@ bench: data
 	$(BIN)/python benchmarks/airline_eval.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -9,9 +9,13 @@ against; SGCD and SDPO refine it (their actor loss calls this one).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+import torch
 
 from sgcd.algorithms import Algorithm, Term
 from sgcd.losses import clipped_pg_loss
+from sgcd.tokens import TokenBatch
 
 
 class GRPO(Algorithm):
@@ -21,7 +25,9 @@ class GRPO(Algorithm):
     class Config:
         pass
 
-    def loss(self, batch, logp, old_logp, ref_logp, adv_tok, rows, logits=None, work=None):
+    def loss(self, batch: TokenBatch, logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor | None,
+             adv_tok: torch.Tensor, rows: torch.Tensor, logits: torch.Tensor | None = None,
+             work: Any = None) -> tuple[list[Term], dict[str, float]]:  # fmt: skip
         """The clipped loss on the rows `rows` (a micro-batch): their mean by loss_agg."""
         pg = self.ctx.pg
         value, stats = clipped_pg_loss(logp, old_logp, adv_tok, batch.loss_mask[rows], pg, ref_logp)

@@ -252,8 +252,8 @@ class SDPO(GRPO):
         out = []
         for t in range(len(batch.rewards)):
             res = batch.meta[t]["result"]
-            has_demo = use_solution and demo[t] is not None
-            solution = render_solution(batch.meta[demo[t]]["result"]) if has_demo else ""
+            shown = demo[t] if use_solution else None  # the demonstration's trajectory, if one is shown
+            solution = render_solution(batch.meta[shown]["result"]) if shown is not None else ""
             feedback = (res.outcome.feedback or "") if use_feedback else ""
             out.append(reprompt_text(res.system_prompt, solution, feedback))
         return out
@@ -300,7 +300,9 @@ class SDPO(GRPO):
             stats["teacher_topk_mass"] = float((1 - vals[:, -1].exp()).mean())
         return work, stats
 
-    def loss(self, batch, logp, old_logp, ref_logp, adv_tok, rows, logits=None, work=None):
+    def loss(self, batch: TokenBatch, logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor | None,
+             adv_tok: torch.Tensor, rows: torch.Tensor, logits: torch.Tensor | None = None,
+             work: Distillation | None = None) -> tuple[list[Term], dict[str, float]]:  # fmt: skip
         """(1 − λ)·L_GRPO + λ·L_distill on micro-batch `rows`, as two terms: GRPO's (a mean by
         loss_agg) and Σ ρ_t·D_t over the rows' eligible tokens, a mean over the update's N."""
         lam = self.cfg.distill_weight
@@ -311,7 +313,7 @@ class SDPO(GRPO):
         if work is None:
             raise RuntimeError("sdpo: loss needs the work prepare(batch, old_logp) returned")
         sel = work.mask[rows].nonzero()  # (n, 2) local row, position
-        if sel.numel() == 0 or work.ids is None:
+        if sel.numel() == 0 or work.ids is None or work.teacher is None:  # ids and teacher are set together
             distill = logp.sum() * 0.0  # no eligible token here: a zero that keeps the graph
         else:
             r, p = sel[:, 0], sel[:, 1]

@@ -17,11 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
+from harness.records import EpisodeStart, Message
 from sgcd.algorithms import Algorithm, Term
 from sgcd.tokens import TokenBatch, collate, segments_from_turns
 
 
-def scripted_turns(policy: Any, start: Any, messages: list) -> list[tuple[list[int], list[int]]]:
+def scripted_turns(policy: Any, start: EpisodeStart, messages: list[Message]) -> list[tuple[list[int], list[int]]]:
     """(prompt, completion) token ids for each assistant message of a scripted conversation."""
     from harness.toolcalls import to_template_messages
 
@@ -70,7 +73,9 @@ class SFT(Algorithm):
         pad = self.ctx.policy.tokenizer.pad_token_id or 0
         return collate(segments, list(range(n)), [1.0] * n, [True] * n, pad)
 
-    def loss(self, batch, logp, old_logp, ref_logp, adv_tok, rows, logits=None, work=None) -> tuple[list[Term], dict[str, float]]:
+    def loss(self, batch: TokenBatch, logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor | None,
+             adv_tok: torch.Tensor, rows: torch.Tensor, logits: torch.Tensor | None = None,
+             work: Any = None) -> tuple[list[Term], dict[str, float]]:  # fmt: skip
         """The micro-batch's token-mean NLL, weighted like the PG loss (by loss_agg)."""
         mask = batch.loss_mask[rows]
         nll = -(logp * mask).sum() / mask.sum().clamp(min=1)

@@ -143,7 +143,7 @@ class Benchmark:
 
 
 _REGISTRY: dict[str, type[Benchmark]] = {}
-_CACHE: dict[tuple[str, tuple], Benchmark] = {}
+_CACHE: dict[tuple[str, tuple[tuple[str, Any], ...]], Benchmark] = {}  # (name, sorted kwargs) -> instance
 _discovered = False
 
 
@@ -201,7 +201,7 @@ def resolve_protocol(name: str, max_steps: int | None = None, max_errors: int | 
                      max_tokens: int | None = None) -> ResolvedProtocol:  # fmt: skip
     """Benchmark `name`'s protocol with each limit that is given (not None) put in its place."""
     default = benchmark_protocol(name)
-    given = {k: v for k, v in zip(LIMIT_KEYS, (max_steps, max_errors, max_tokens), strict=True) if v is not None}
+    given: dict[str, Any] = {k: v for k, v in zip(LIMIT_KEYS, (max_steps, max_errors, max_tokens), strict=True) if v is not None}
     used = replace(default, **given)
     overridden = tuple(k for k in LIMIT_KEYS if getattr(used, k) != getattr(default, k))
     return ResolvedProtocol(used, default, overridden)

@@ -21,7 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from harness.records import EndReason, Episode, InfraError, Message, Outcome, ToolCall
+from harness.records import (
+    EndReason,
+    Episode,
+    EpisodeStart,
+    InfraError,
+    Message,
+    Outcome,
+    ToolCall,
+    ToolResult,
+)
 
 
 @dataclass
@@ -103,9 +112,9 @@ async def _call(episode: Episode, method: str, *args: Any) -> Any:
 
 
 async def _run_once(episode: Episode, agent: AgentModel, user: UserModel | None, cfg: LoopConfig) -> EpisodeResult:
-    start = await _call(episode, "reset")
+    start: EpisodeStart = await _call(episode, "reset")
     msgs = list(start.messages)
-    res = EpisodeResult(messages=msgs, outcome=None, system_prompt=start.system_prompt, tools=start.tools)  # type: ignore[arg-type]
+    res = EpisodeResult(messages=msgs, outcome=None, system_prompt=start.system_prompt, tools=start.tools)  # type: ignore[arg-type]  # finish sets it below
     has_user = start.user is not None and user is not None
     speaker = "user" if has_user and (not msgs or msgs[-1].role == "assistant") else "agent"
     errors = 0
@@ -145,7 +154,7 @@ async def _run_once(episode: Episode, agent: AgentModel, user: UserModel | None,
             if m.tool_calls:
                 done = False
                 for call in m.tool_calls:
-                    result = await _call(episode, "step", call)
+                    result: ToolResult = await _call(episode, "step", call)
                     msgs.append(Message(role="tool", content=result.content, tool_call_id=call.id, error=result.error))
                     res.tool_calls += 1
                     errors += result.error
@@ -156,9 +165,10 @@ async def _run_once(episode: Episode, agent: AgentModel, user: UserModel | None,
                 if errors >= cfg.max_errors:
                     raise _End(EndReason.TOO_MANY_ERRORS)
                 continue
-            if not (m.content or "").strip():
+            content = m.content or ""
+            if not content.strip():
                 raise _End(EndReason.AGENT_ERROR, "empty agent message")
-            if not has_user or any(tok in m.content for tok in start.user.agent_stop_tokens):  # type: ignore[union-attr]
+            if start.user is None or user is None or any(tok in content for tok in start.user.agent_stop_tokens):
                 raise _End(EndReason.AGENT_STOP)
             speaker = "user"
     except _End as end:

@@ -18,6 +18,7 @@ sums) is harness.metrics.clustered_se, the one the eval summary and the inspect 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,6 +55,16 @@ def t_interval(
     return Interval(float(mean - half), float(mean + half), "t")
 
 
+def _mean(x: np.ndarray, axis: int) -> np.ndarray:
+    """The bootstrap statistic without clusters: the mean along `axis`."""
+    return x.mean(axis=axis)
+
+
+def _ratio(x: np.ndarray, k: np.ndarray, axis: int) -> np.ndarray:
+    """The bootstrap statistic over clusters: sum(S*)/sum(m*) along `axis`."""
+    return x.sum(axis=axis) / k.sum(axis=axis)
+
+
 def bootstrap_interval(
     values: np.ndarray,
     clusters: np.ndarray | None = None,
@@ -73,10 +84,12 @@ def bootstrap_interval(
         return Interval(float("nan"), float("nan"), "undefined (fewer than 2 units)")
     if np.allclose(s / m, s[0] / m[0]):
         return Interval(mean, mean, "degenerate (all values equal)")
+    data: tuple[np.ndarray, ...]
+    statistic: Callable[..., np.ndarray]
     if clusters is None:
-        data, statistic = (s,), lambda x, axis: x.mean(axis=axis)
+        data, statistic = (s,), _mean
     else:
-        data, statistic = (s, m), lambda x, k, axis: x.sum(axis=axis) / k.sum(axis=axis)
+        data, statistic = (s, m), _ratio
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
         res = stats.bootstrap(

@@ -36,7 +36,7 @@ def comparison_verdict(c: Comparison) -> str:
     """The sentence for run b against run a."""
     r = c.result
     holm = c.p_holm is not None
-    p = c.p_holm if holm else r.p_ttest
+    p = c.p_holm if c.p_holm is not None else r.p_ttest
     p_text = f"paired t p{'' if p < 0.001 else '='}{fmt_p(p)}" + (", Holm-adjusted" if holm else "")
     where = f"over {c.n_tasks} tasks × {c.n_seeds} eval seed{'s' if c.n_seeds != 1 else ''}"
     if not math.isfinite(r.p_ttest):

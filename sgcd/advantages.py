@@ -7,21 +7,25 @@ the group's baseline; the trainer broadcasts A_i to the trajectory's policy toke
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
-ESTIMATORS: dict[str, Callable[..., torch.Tensor]] = {}
+Estimator = Callable[..., torch.Tensor]  # (rewards (T,), group_ids (T,), **options) -> advantages (T,)
+E = TypeVar("E", bound=Estimator)
+
+ESTIMATORS: dict[str, Estimator] = {}
 
 
-def estimator(name: str):
-    def deco(fn):
+def estimator(name: str) -> Callable[[E], E]:
+    def deco(fn: E) -> E:
         ESTIMATORS[name] = fn
         return fn
 
     return deco
 
 
-def _group_stats(rewards: torch.Tensor, group_ids: torch.Tensor):
+def _group_stats(rewards: torch.Tensor, group_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-trajectory group mean, group std (unbiased) and group size, each (T,)."""
     groups, inv = torch.unique(group_ids, return_inverse=True)
     n = torch.zeros(len(groups)).index_add_(0, inv, torch.ones_like(rewards))
@@ -53,7 +57,7 @@ def rloo(rewards: torch.Tensor, group_ids: torch.Tensor, eps: float = 1e-6) -> t
     return (rewards - mean) * n / (n - 1).clamp(min=1)
 
 
-def compute_advantages(name: str, rewards: torch.Tensor, group_ids: torch.Tensor, **kwargs) -> torch.Tensor:
+def compute_advantages(name: str, rewards: torch.Tensor, group_ids: torch.Tensor, **kwargs: float) -> torch.Tensor:
     if name not in ESTIMATORS:
         raise KeyError(f"unknown advantage estimator {name!r}; known: {', '.join(sorted(ESTIMATORS))}")
     return ESTIMATORS[name](rewards, group_ids, **kwargs)

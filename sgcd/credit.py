@@ -194,11 +194,12 @@ class OpenAIProvider(Provider):
 
     def __init__(self, model: str | None = None, timeout_s: float = 120.0):
         base_url = os.environ.get("SGCD_CREDIT_BASE_URL")
-        self.model = model or os.environ.get("SGCD_CREDIT_MODEL")
-        if not base_url or not self.model:
+        model = model or os.environ.get("SGCD_CREDIT_MODEL")
+        if not base_url or not model:
             raise ValueError("the openai credit provider needs SGCD_CREDIT_BASE_URL and SGCD_CREDIT_MODEL (and SGCD_CREDIT_API_KEY)")
         from openai import OpenAI
 
+        self.model: str = model
         self._client = OpenAI(base_url=base_url, api_key=os.environ.get("SGCD_CREDIT_API_KEY") or "none", timeout=timeout_s)
         self.name = f"openai:{self.model}"
 

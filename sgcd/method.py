@@ -223,7 +223,8 @@ class SGCD(GRPO):
 
         rows = teacher_rows(policy, batch, system_for)
         policy.model.eval()
-        t_lp = align(teacher_logprobs(policy.model, rows, dist=self.ctx.dist), rows, tuple(batch.input_ids.shape))
+        n_rows, length = batch.input_ids.shape
+        t_lp = align(teacher_logprobs(policy.model, rows, dist=self.ctx.dist), rows, (n_rows, length))
         # the student pass is log π_old: the same weights on the clean prompt, no gradient
         d = (t_lp - old_logp) * batch.loss_mask
         stats = {  # credit counts of this process's groups; the step's row gets all processes' (write_audit)
@@ -239,8 +240,10 @@ class SGCD(GRPO):
                               cfg.form, cfg.normalize, cfg.w_min, cfg.w_max)  # fmt: skip
 
     def token_advantages(self, batch: TokenBatch, traj_adv: torch.Tensor,
-                         work: CreditPass) -> tuple[torch.Tensor, dict[str, Any]]:  # fmt: skip
+                         work: CreditPass | None = None) -> tuple[torch.Tensor, dict[str, Any]]:  # fmt: skip
         """A_i · w_t, and this process's part of the step's audit."""
+        if work is None:
+            raise RuntimeError("sgcd: token_advantages needs the work prepare(batch, old_logp) returned")
         w = self.weights(batch, traj_adv, work)
         adv = (traj_adv[batch.row_traj][:, None] * w * batch.loss_mask).detach()
         return adv, self._audit_record(batch, traj_adv, w, work)
@@ -266,7 +269,9 @@ class SGCD(GRPO):
         """One credit/step-N.json per step, written by the main process: every process's groups
         and trajectories (numbered through, in rank order) and the weight statistics over all
         policy tokens."""
-        groups, per_traj, vals_list = [], [], []
+        groups: list[dict[str, Any]] = []
+        per_traj: list[dict[str, Any]] = []
+        vals_list: list[float] = []
         for part in payloads:
             if part is None:
                 continue

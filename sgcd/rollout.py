@@ -12,6 +12,7 @@ update has `groups_per_update` kept groups or `max_groups_sampled` were tried.
 from __future__ import annotations
 
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +77,7 @@ def run_episodes(bench: Any, runs: list[tuple[str, int]], policy: Policy, sampli
                  user_policy: Policy | None = None) -> list[EpisodeResult]:  # fmt: skip
     """One episode per (task id, sampling seed), run together with batched generation."""
 
-    def job(task_id: str, seed: int):
+    def job(task_id: str, seed: int) -> Callable[[BatchGate], Awaitable[EpisodeResult]]:
         async def run(gate: BatchGate) -> EpisodeResult:
             agent = PolicyAgent(policy, sampling, seed, gate)
             user = PolicyUser(user_policy or policy, sampling, seed, gate) if bench.has_user else None
@@ -139,7 +140,8 @@ class Collected:
 
 def collect_groups(bench: Any, task_ids: list[str], policy: Policy, *, groups_per_update: int, group_size: int,
                    max_groups_sampled: int, dynamic_sampling: bool, sampling: Sampling, loop: LoopConfig,
-                   rng: random.Random, user_policy: Policy | None = None, on_group=None,
+                   rng: random.Random, user_policy: Policy | None = None,
+                   on_group: Callable[[Group], object] | None = None,
                    dist: Any = None) -> Collected:  # fmt: skip
     """Sample groups until the update is full (dynamic sampling) or the cap is reached.
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from sgcd.tokens import TokenBatch, collate, segments_from_turns
+from sgcd.tokens import Segment, TokenBatch, collate, segments_from_turns
 
 
 @dataclass
@@ -30,7 +30,7 @@ class TeacherRows:
 def teacher_rows(policy: Any, batch: TokenBatch, system_for: Callable[[int], str | None]) -> TeacherRows:
     """Teacher rows for every trajectory; `system_for(traj)` gives its teacher system prompt
     (None: the student's own prompt)."""
-    segments = []
+    segments: list[Segment] = []
     pairs = []  # (student row, student span start, teacher row, teacher span start, length)
     by_traj: dict[int, list[int]] = {}
     for r, seg in enumerate(batch.segments):

@@ -12,7 +12,7 @@ Shapes: B = rows (segments), L = longest row. Per-row scalars are (B,).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 
@@ -159,7 +159,8 @@ def _sharded(model: Any) -> bool:
     return isinstance(inner, FSDPModule) or hasattr(next(inner.parameters()), "ds_id")
 
 
-def position_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, score_mask: torch.Tensor):
+def position_logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    score_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """The logits predicting each position t of `score_mask` (B, L) (t ≥ 1, real tokens only):
     -> (logits (N, V) in the row-major order of `where`, where (B, L) bool: the positions kept).
 
@@ -235,9 +236,26 @@ def _forward_with_shared_prefix(model: Any, ids: torch.Tensor, att: torch.Tensor
     return _keep_rows(out.logits, rest, cols)
 
 
+# token_logprobs' result follows its flags: logprobs alone, or a tuple with entropy and/or logits.
+@overload
+def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   score_mask: torch.Tensor | None = None, with_entropy: Literal[False] = False,
+                   return_logits: Literal[False] = False) -> torch.Tensor: ...  # fmt: skip
+@overload
+def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   score_mask: torch.Tensor | None = None, with_entropy: Literal[False] = False, *,
+                   return_logits: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...  # fmt: skip
+@overload
+def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   score_mask: torch.Tensor | None = None, *, with_entropy: Literal[True],
+                   return_logits: Literal[False] = False) -> tuple[torch.Tensor, torch.Tensor]: ...  # fmt: skip
+@overload
+def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   score_mask: torch.Tensor | None = None, *, with_entropy: Literal[True],
+                   return_logits: Literal[True]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...  # fmt: skip
 def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                    score_mask: torch.Tensor | None = None, with_entropy: bool = False,
-                   return_logits: bool = False):  # fmt: skip
+                   return_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, ...]:  # fmt: skip
     """log π(x_t | x_<t) at the positions t of `score_mask`, placed at t; 0 at every other position.
 
     input_ids, attention_mask: (B, L); score_mask: (B, L) 0/1 or bool, the positions t ≥ 1 to
