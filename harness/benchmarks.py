@@ -27,6 +27,7 @@ import importlib
 import importlib.util
 import inspect
 import pkgutil
+import warnings
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -145,6 +146,7 @@ class Benchmark:
 _REGISTRY: dict[str, type[Benchmark]] = {}
 _CACHE: dict[tuple[str, tuple[tuple[str, Any], ...]], Benchmark] = {}  # (name, sorted kwargs) -> instance
 _discovered = False
+_BROKEN: dict[str, str] = {}  # entry point name -> why it failed to load
 
 
 def register(cls: B) -> B:
@@ -156,7 +158,7 @@ def register(cls: B) -> B:
         raise TypeError(f"{cls.__name__}.protocol must be an EvalProtocol(max_steps=..., max_errors=..., "
                         "max_tokens=..., user=...)")  # fmt: skip
     other = _REGISTRY.get(cls.name)
-    if other is not None and other.__qualname__ != cls.__qualname__:
+    if other is not None and (other.__module__, other.__qualname__) != (cls.__module__, cls.__qualname__):
         raise TypeError(f"two benchmarks named {cls.name!r}: {other.__module__}.{other.__qualname__} and "
                         f"{cls.__module__}.{cls.__qualname__}")  # fmt: skip
     _REGISTRY[cls.name] = cls
@@ -164,7 +166,9 @@ def register(cls: B) -> B:
 
 
 def discover() -> dict[str, type[Benchmark]]:
-    """Every registered benchmark, by name: the `harness.*.benchmark` modules and the entry points."""
+    """Every registered benchmark, by name: the `harness.*.benchmark` modules and the entry points.
+    An entry point that fails to load is warned about and named when its benchmark is asked for;
+    it never hides the others."""
     global _discovered
     if not _discovered:
         import harness
@@ -177,9 +181,10 @@ def discover() -> dict[str, type[Benchmark]]:
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             try:
                 ep.load()
-            except Exception as e:
-                raise ImportError(f"the benchmark entry point {ep.name} = {ep.value!r} ({ENTRY_POINT_GROUP}) "
-                                  f"failed to load: {type(e).__name__}: {e}") from e  # fmt: skip
+            except Exception as e:  # a third party's bug: named, never fatal to the other benchmarks
+                _BROKEN[ep.name] = (f"the benchmark entry point {ep.name} = {ep.value!r} ({ENTRY_POINT_GROUP}) "
+                                    f"failed to load: {type(e).__name__}: {e}")  # fmt: skip
+                warnings.warn(_BROKEN[ep.name], stacklevel=2)
         _discovered = True
     return dict(_REGISTRY)
 
@@ -187,6 +192,8 @@ def discover() -> dict[str, type[Benchmark]]:
 def benchmark_class(name: str) -> type[Benchmark]:
     """The class registered as `name` (KeyError naming the known ones); no instance is built."""
     known = discover()
+    if name in _BROKEN and name not in known:
+        raise KeyError(_BROKEN[name])
     if name not in known:
         raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(known))}")
     return known[name]

@@ -113,3 +113,19 @@ def test_a_benchmark_in_one_module_runs_through_both_entry_points(fixed_model, t
                                       check_dtype=False)  # fmt: skip
     summary = (tmp_path / "cli" / "summary.md").read_text()
     assert "# words / test" in summary and "0.667" in summary
+
+
+def test_a_broken_benchmark_entry_point_is_named_and_does_not_hide_the_others(tmp_path, monkeypatch):
+    import harness.benchmarks as registry
+
+    dist = tmp_path / "broken_bench-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-bench\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[sgcd_bench.benchmarks]\nbroken = no_such_module_here\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(registry, "_discovered", False)
+    monkeypatch.setattr(registry, "_BROKEN", {})
+    with pytest.warns(UserWarning, match="entry point broken = 'no_such_module_here'"):
+        assert registry.benchmark_class("toy").name == "toy"  # the others still load
+    with pytest.raises(KeyError, match="ModuleNotFoundError: No module named 'no_such_module_here'"):
+        registry.benchmark_class("broken")
