@@ -15,7 +15,7 @@ from pathlib import Path
 def null_successes(benchmark: str, task_ids: Iterable[str], data_dir: Path | None = None) -> dict[str, bool]:
     """Per task: does the do-nothing agent succeed (the benchmark's `null_success`)? KeyError for
     a benchmark that declares no floor. `data_dir`: the benchmark's data, for one that takes it."""
-    from harness.benchmarks import benchmark_class, benchmark_params, get_benchmark
+    from harness.benchmarks import benchmark_class, benchmark_params
 
     try:
         has_floor = benchmark_class(benchmark).has_floor
@@ -24,7 +24,7 @@ def null_successes(benchmark: str, task_ids: Iterable[str], data_dir: Path | Non
     if not has_floor:
         raise KeyError(f"no null-agent floor is defined for benchmark {benchmark!r}")
     args = {"data_dir": str(data_dir)} if data_dir is not None and "data_dir" in benchmark_params(benchmark) else {}
-    bench = get_benchmark(benchmark, **args)
+    bench = benchmark_class(benchmark)(**args)  # built now: the data where it is now, not a cached instance's
     return {str(t): bool(bench.null_success(str(t))) for t in task_ids}
 
 
