@@ -27,6 +27,7 @@ import importlib
 import importlib.util
 import inspect
 import pkgutil
+import types
 import warnings
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -165,17 +166,22 @@ def register(cls: B) -> B:
     return cls
 
 
+def package_modules(leaf: str) -> list[types.ModuleType]:
+    """`harness.<package>.<leaf>` imported for every subpackage of harness that has one (each
+    benchmark package's `benchmark` module, its `cli` commands)."""
+    import harness
+
+    return [importlib.import_module(f"harness.{m.name}.{leaf}") for m in pkgutil.iter_modules(harness.__path__)
+            if m.ispkg and importlib.util.find_spec(f"harness.{m.name}.{leaf}") is not None]  # fmt: skip
+
+
 def discover() -> dict[str, type[Benchmark]]:
     """Every registered benchmark, by name: the `harness.*.benchmark` modules and the entry points.
     An entry point that fails to load is warned about and named when its benchmark is asked for;
     it never hides the others."""
     global _discovered
     if not _discovered:
-        import harness
-
-        for mod in pkgutil.iter_modules(harness.__path__):
-            if mod.ispkg and importlib.util.find_spec(f"harness.{mod.name}.benchmark") is not None:
-                importlib.import_module(f"harness.{mod.name}.benchmark")
+        package_modules("benchmark")
         from importlib.metadata import entry_points
 
         for ep in entry_points(group=ENTRY_POINT_GROUP):

@@ -294,19 +294,14 @@ def experiment_cmd(config_path: Path, out_dir: Path | None, force: bool, process
 def _register_commands() -> None:
     """The reports' commands, and each benchmark package's own (`harness/<package>/cli.py`, its
     COMMANDS: e.g. τ³-airline's `score` and `demo`, AppWorld's `appworld` group)."""
-    import importlib
-    import importlib.util
-    import pkgutil
-
-    import harness
+    from harness.benchmarks import package_modules
     from reports.cli import compare, report
 
     main.add_command(compare)
     main.add_command(report)
-    for mod in pkgutil.iter_modules(harness.__path__):
-        if mod.ispkg and importlib.util.find_spec(f"harness.{mod.name}.cli") is not None:
-            for command in importlib.import_module(f"harness.{mod.name}.cli").COMMANDS:
-                main.add_command(command)
+    for module in package_modules("cli"):
+        for command in module.COMMANDS:
+            main.add_command(command)
 
 
 _register_commands()
